@@ -1,0 +1,65 @@
+"""The packet: one msgpack map per headset frame (schema in docs/FORMAT.md, "Packets").
+
+Packets stay plain dicts on purpose: msgpack builds and reads them in C, and a reader written from the spec in
+another language sees the same keys. Readers look keys up with ``.get`` so a newer writer's extra keys are
+ignored rather than fatal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lz4.frame
+import msgpack
+
+from vrcap.records import RecordFlags
+
+# Top-level packet keys.
+SEQ = "seq"  # int: frame sequence number, +1 per headset frame; a jump is a dropped frame
+TIME = "t"  # int: frame time, host CLOCK_MONOTONIC, nanoseconds
+SOURCE_TIME = "st"  # int: frame time in the frame source's own clock (see the stream's `clock`)
+SAMPLES = "s"  # map: stream name -> list of samples that arrived since the previous packet
+
+# Sample keys.
+S_TIME = "t"  # int: host monotonic ns (mapped from the source's clock)
+S_SOURCE_TIME = "st"  # int: the source's own timestamp
+S_DATA = "d"  # bytes (array streams) or map (text streams)
+S_VALID = "v"  # int: validity bits (poses, hands), see POSE_* below
+S_INDEX = "i"  # int: audio: sample-counter index of the block's first frame
+S_COUNT = "n"  # int: audio: frames in the block
+S_FRAME = "f"  # int: camera: the camera's own frame number
+
+# Validity bits, mirroring XrSpaceLocationFlags so an OpenXR source can store them unchanged.
+POSE_ORIENTATION_VALID = 0x1
+POSE_POSITION_VALID = 0x2
+POSE_ORIENTATION_TRACKED = 0x4
+POSE_POSITION_TRACKED = 0x8
+POSE_LINEAR_VELOCITY_VALID = 0x10
+POSE_ANGULAR_VELOCITY_VALID = 0x20
+POSE_ALL_VALID = 0x3F
+
+_packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+
+
+def encode_packet(
+    packet: dict[str, Any], *, compress: bool = True, min_bytes: int = 512, min_saving: float = 0.1
+) -> tuple[int, bytes]:
+    """Return (record flags, payload). Compressed only when LZ4 saves at least ``min_saving`` of the size.
+
+    JPEG-heavy packets do not shrink, so storing them raw spares every reader a decompression pass.
+    """
+    raw = _packer.pack(packet)
+    if compress and len(raw) >= min_bytes:
+        packed = lz4.frame.compress(raw, compression_level=0, store_size=True)
+        if len(packed) <= len(raw) * (1.0 - min_saving):
+            return int(RecordFlags.LZ4), packed
+    return int(RecordFlags.NONE), raw
+
+
+def decode_payload(flags: int, payload: bytes | memoryview) -> dict[str, Any]:
+    if flags & RecordFlags.LZ4:
+        payload = lz4.frame.decompress(payload)
+    packet = msgpack.unpackb(payload, raw=False)
+    if not isinstance(packet, dict):
+        raise ValueError(f"packet is a msgpack {type(packet).__name__}, not a map")
+    return packet

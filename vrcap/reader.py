@@ -1,0 +1,222 @@
+"""SessionReader: read-only access to a session — streaming, by sequence number, by time.
+
+Segments are memory-mapped, so iteration runs in constant memory (pages are the OS's file cache, not the
+heap) and checksums and msgpack read straight from the mapping. On a torn or corrupt record iteration
+stops after yielding every intact record before it, and then raises the format's own error naming the file
+and byte offset (or, with ``errors="stop"``, keeps it in ``reader.problem``).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from vrcap.errors import CorruptRecord, FormatError, NotASession, TruncatedRecord, WriterError
+from vrcap.index import INDEX_FILE, SessionIndex
+from vrcap.metadata import STATUS_RECORDING, SessionMeta, load_meta
+from vrcap.packets import SEQ, TIME, decode_payload
+from vrcap.records import (
+    DEFAULT_MAX_RECORD_BYTES,
+    KNOWN_FLAGS,
+    RECORD_HEADER_SIZE,
+    SEGMENT_HEADER_SIZE,
+    RecordHeader,
+    RecordKind,
+    decode_record_header,
+    decode_segment_header,
+    payload_crc,
+)
+
+ErrorMode = Literal["raise", "stop"]
+
+
+def list_segments(session_dir: Path) -> list[Path]:
+    return sorted(p for p in session_dir.glob("packets-*.vrc") if p.is_file())
+
+
+def is_session_dir(path: Path) -> bool:
+    return (path / "session.json").is_file()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRef:
+    """Where a record lives; the payload itself is read on demand."""
+
+    segment: Path
+    header: RecordHeader
+
+
+class _Mapping:
+    """An mmap of one segment plus its size; an empty file cannot be mapped, so it gets an empty buffer."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with open(path, "rb") as f:
+            self.size = os.fstat(f.fileno()).st_size
+            self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
+        if self._mm is not None and hasattr(self._mm, "madvise"):
+            self._mm.madvise(mmap.MADV_SEQUENTIAL)
+        self.view = memoryview(self._mm) if self._mm is not None else memoryview(b"")
+
+    def close(self) -> None:
+        self.view.release()
+        if self._mm is not None:
+            self._mm.close()
+
+
+def iter_segment(
+    path: Path, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+) -> Iterator[tuple[RecordHeader, memoryview]]:
+    """Yield (header, payload view) for each intact record; the view is valid until the next step only."""
+    mapping = _Mapping(path)
+    try:
+        buf, size = mapping.view, mapping.size
+        decode_segment_header(buf, path)
+        offset = SEGMENT_HEADER_SIZE
+        while offset < size:
+            header = decode_record_header(buf, offset, size, path, max_record_bytes)
+            start = offset + RECORD_HEADER_SIZE
+            payload = buf[start : header.end]
+            try:
+                if payload_crc(header.kind, header.flags, payload) != header.crc:
+                    raise CorruptRecord(path, offset, "payload checksum (CRC-32) mismatch")
+                yield header, payload
+            finally:
+                payload.release()
+            offset = header.end
+    finally:
+        mapping.close()
+
+
+def decode_record(path: Path, header: RecordHeader, payload: bytes | memoryview) -> dict[str, Any]:
+    try:
+        packet = decode_payload(header.flags, payload)
+    except Exception as exc:  # lz4 and msgpack raise many types; all mean "these bytes are not a packet"
+        raise CorruptRecord(path, header.offset, f"payload does not decode ({type(exc).__name__}: {exc})") from exc
+    if SEQ not in packet or TIME not in packet:
+        raise CorruptRecord(path, header.offset, "packet lacks 'seq' or 't'")
+    return packet
+
+
+def is_packet_record(header: RecordHeader) -> bool:
+    """Unknown record kinds and flag bits come from a newer minor version: skip them by their length."""
+    return header.kind == RecordKind.PACKET and not (header.flags & ~KNOWN_FLAGS)
+
+
+class SessionReader:
+    """Opening is read-only; to record, use ``SessionWriter.create``; to repair, ``vrcap.repair``."""
+
+    def __init__(self, path: Path | str, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
+        self.path = Path(path)
+        self.meta: SessionMeta = load_meta(self.path)
+        self.segments = list_segments(self.path)
+        self.max_record_bytes = max_record_bytes
+        self.problem: FormatError | None = None
+        self._index: SessionIndex | None = None
+        self._maps: dict[int, _Mapping] = {}
+
+    # --- streaming ----------------------------------------------------------------------------------
+
+    def records(self, errors: ErrorMode = "raise") -> Iterator[tuple[RecordRef, dict[str, Any]]]:
+        """Every packet with where it lives, in file order."""
+        self.problem = None
+        try:
+            for segment in self.segments:
+                for header, payload in iter_segment(segment, self.max_record_bytes):
+                    if is_packet_record(header):
+                        yield RecordRef(segment, header), decode_record(segment, header, payload)
+        except FormatError as exc:
+            if errors == "raise":
+                raise
+            self.problem = exc
+
+    def packets(self, errors: ErrorMode = "raise") -> Iterator[dict[str, Any]]:
+        for _, packet in self.records(errors):
+            yield packet
+
+    # --- random access ------------------------------------------------------------------------------
+
+    @property
+    def index(self) -> SessionIndex:
+        if self._index is None:
+            self._index = self._load_index() or self.scan_index(errors="stop")
+        return self._index
+
+    def scan_index(self, errors: ErrorMode = "raise") -> SessionIndex:
+        rows = []
+        for ref, packet in self.records(errors):
+            number = int(ref.segment.stem.split("-")[1])
+            rows.append((int(packet[SEQ]), int(packet[TIME]), number, ref.header.offset))
+        return SessionIndex.from_entries(rows)
+
+    def packet_at(self, seq: int) -> dict[str, Any]:
+        entry = self.index.find_seq(seq)
+        if entry is None:
+            raise KeyError(f"no packet with seq {seq} in {self.path}")
+        return self._read_at(entry.segment, entry.offset, expect_seq=seq)
+
+    def packet_at_time(self, t_ns: int) -> dict[str, Any]:
+        """The frame current at monotonic time ``t_ns``: the last one at or before it."""
+        entry = self.index.find_time(t_ns)
+        if entry is None:
+            raise KeyError(f"no packet at or before t={t_ns} ns in {self.path} (it starts later)")
+        return self._read_at(entry.segment, entry.offset, expect_seq=entry.seq)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def close(self) -> None:
+        for mapping in self._maps.values():
+            mapping.close()
+        self._maps.clear()
+
+    def __enter__(self) -> SessionReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write_packet(self, packet: dict[str, Any]) -> None:
+        raise WriterError("SessionReader is read-only; record with SessionWriter.create(path, streams)")
+
+    # --- internals ----------------------------------------------------------------------------------
+
+    def _load_index(self) -> SessionIndex | None:
+        """The stored index if it can be trusted for this session, else None (a scan rebuilds it)."""
+        path = self.path / INDEX_FILE
+        if self.meta.status == STATUS_RECORDING or not path.is_file():
+            return None
+        try:
+            index = SessionIndex.load(path)
+        except (OSError, FormatError):
+            return None
+        expected = self.meta.stats.get("packets")
+        if expected is None or len(index) != int(expected) or not index.is_sorted():
+            return None
+        return index
+
+    def _read_at(self, segment_number: int, offset: int, expect_seq: int) -> dict[str, Any]:
+        path = self.path / f"packets-{segment_number:06d}.vrc"
+        mapping = self._maps.get(segment_number)
+        if mapping is None:
+            if not path.is_file():
+                raise NotASession(self.path, f"the index names {path.name}, which is missing")
+            mapping = self._maps[segment_number] = _Mapping(path)
+        header = decode_record_header(mapping.view, offset, mapping.size, path, self.max_record_bytes)
+        payload = mapping.view[offset + RECORD_HEADER_SIZE : header.end]
+        try:
+            if payload_crc(header.kind, header.flags, payload) != header.crc:
+                raise CorruptRecord(path, offset, "payload checksum (CRC-32) mismatch")
+            packet = decode_record(path, header, payload)
+        finally:
+            payload.release()
+        if int(packet[SEQ]) != expect_seq:
+            raise CorruptRecord(path, offset, f"index says seq {expect_seq}, record holds {packet[SEQ]}")
+        return packet
+
+
+__all__ = ["RecordRef", "SessionReader", "TruncatedRecord", "is_session_dir", "iter_segment", "list_segments"]
