@@ -138,7 +138,9 @@ class SessionMeta:
                 extra={k: v for k, v in data.items() if k not in _KNOWN},
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{path} is malformed: {exc!r}; `vrcap validate {path.parent}` says more") from exc
+            raise FormatError(
+                f"{path} is malformed: {exc!r}; `vrcap validate {path.parent}` says more"
+            ) from exc
 
 
 def load_meta(session_dir: Path) -> SessionMeta:

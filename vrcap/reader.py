@@ -96,7 +96,9 @@ def decode_record(path: Path, header: RecordHeader, payload: bytes | memoryview)
     try:
         packet = decode_payload(header.flags, payload)
     except Exception as exc:  # lz4 and msgpack raise many types; all mean "these bytes are not a packet"
-        raise CorruptRecord(path, header.offset, f"payload does not decode ({type(exc).__name__}: {exc})") from exc
+        raise CorruptRecord(
+            path, header.offset, f"payload does not decode ({type(exc).__name__}: {exc})"
+        ) from exc
     if SEQ not in packet or TIME not in packet:
         raise CorruptRecord(path, header.offset, "packet lacks 'seq' or 't'")
     return packet

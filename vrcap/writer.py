@@ -12,6 +12,7 @@ loses at most the packets of the last interval, and the reader stops cleanly at 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import time
@@ -56,11 +57,15 @@ class WriterConfig:
 
     def __post_init__(self) -> None:
         if not self.flush_interval_s > 0:
-            raise ConfigError(f"flush_interval_s must be > 0 (got {self.flush_interval_s}); 0.5 is the default")
+            raise ConfigError(
+                f"flush_interval_s must be > 0 (got {self.flush_interval_s}); 0.5 is the default"
+            )
         if self.segment_max_bytes < 1024 * 1024:
             raise ConfigError(f"segment_max_bytes must be >= 1 MiB (got {self.segment_max_bytes})")
         if self.segment_max_seconds < 0:
-            raise ConfigError(f"segment_max_seconds must be >= 0, 0 meaning no limit (got {self.segment_max_seconds})")
+            raise ConfigError(
+                f"segment_max_seconds must be >= 0, 0 meaning no limit (got {self.segment_max_seconds})"
+            )
         if not 0.0 <= self.compress_min_saving < 1.0:
             raise ConfigError(f"compress_min_saving must be in [0, 1) (got {self.compress_min_saving})")
         if self.max_record_bytes > 2**32 - 1:
@@ -144,7 +149,9 @@ class SessionWriter:
         seq = int(packet[SEQ])
         t = int(packet[TIME])
         if self._last_seq is not None and seq <= self._last_seq:
-            raise WriterError(f"packet seq {seq} does not follow {self._last_seq}: sequence numbers must increase")
+            raise WriterError(
+                f"packet seq {seq} does not follow {self._last_seq}: sequence numbers must increase"
+            )
         flags, payload = encode_packet(
             packet,
             compress=self.config.compress,
@@ -210,7 +217,12 @@ class SessionWriter:
             self._finish_segment()
             self.meta.status = STATUS_COMPLETE
             wall = time.time_ns()
-            self.meta.stop = {"wall_utc": utc_iso(wall), "wall_ns": wall, "mono_ns": time.monotonic_ns(), "reason": reason}
+            self.meta.stop = {
+                "wall_utc": utc_iso(wall),
+                "wall_ns": wall,
+                "mono_ns": time.monotonic_ns(),
+                "reason": reason,
+            }
             self.meta.stats = self.stats()
             save_meta(self.path, self.meta)
         except OSError as exc:
@@ -224,7 +236,9 @@ class SessionWriter:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if exc is None or isinstance(exc, KeyboardInterrupt):
             self.close("stopped" if exc is None else "interrupted")
-        else:
+            return
+        # The original error says more than a second one from close() (a full disk fails both): keep it.
+        with contextlib.suppress(WriterError):
             self.close(f"error: {exc}")
 
     @property
@@ -268,7 +282,9 @@ class SessionWriter:
         if self._segment_bytes + RECORD_HEADER_SIZE + size > self.config.segment_max_bytes:
             return True
         limit = self.config.segment_max_seconds
-        return bool(limit) and self._segment_first_t is not None and (t - self._segment_first_t) >= limit * 1e9
+        return (
+            bool(limit) and self._segment_first_t is not None and (t - self._segment_first_t) >= limit * 1e9
+        )
 
     def _rotate(self) -> None:
         self.flush()
@@ -310,16 +326,14 @@ class SessionWriter:
         for attr in ("_segment_fd", "_index_fd"):
             fd = getattr(self, attr)
             if fd >= 0:
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
                 setattr(self, attr, -1)
 
     def _os_error(self, exc: OSError, doing: str) -> WriterError:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return WriterError(
-                f"disk full while {doing} {self.path}: the recording stopped; what was flushed before is intact "
-                f"— free space, then run `vrcap validate --fix {self.path}`"
+                f"disk full while {doing} {self.path}: the recording stopped; "
+                f"what was flushed before is intact — free space, then run `vrcap validate --fix {self.path}`"
             )
         return WriterError(f"cannot write {self.path} while {doing}: {exc.strerror or exc}")

@@ -1,0 +1,43 @@
+"""The capture config: one dataclass per section of configs/capture.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from capture.sim import SimConfig
+from vrcap.errors import ConfigError
+from vrcap.writer import WriterConfig
+
+SOURCES = ("sim",)
+
+
+@dataclass
+class RecordConfig:
+    """How `vrcap record` runs."""
+
+    source: str = (
+        "sim"  # where poses come from: "sim" (no hardware); "openxr" arrives with the headset source
+    )
+    duration_s: float = 0.0  # stop after this many seconds; 0 records until Ctrl-C / SIGTERM
+    realtime: bool = True  # sim only: False produces frames as fast as possible (fixtures, benchmarks)
+    jpeg_quality: int = 90  # camera frames are stored as JPEG at this quality (1-100)
+    status_interval_s: float = 0.25  # how often the live status line refreshes
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ConfigError(f"record.source must be one of {', '.join(SOURCES)} (got {self.source!r})")
+        if self.duration_s < 0:
+            raise ConfigError(
+                f"record.duration_s must be >= 0, 0 meaning until stopped (got {self.duration_s})"
+            )
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError(f"record.jpeg_quality must be between 1 and 100 (got {self.jpeg_quality})")
+        if self.status_interval_s <= 0:
+            raise ConfigError(f"record.status_interval_s must be > 0 (got {self.status_interval_s})")
+
+
+@dataclass
+class CaptureConfig:
+    record: RecordConfig = field(default_factory=RecordConfig)
+    writer: WriterConfig = field(default_factory=WriterConfig)
+    sim: SimConfig = field(default_factory=SimConfig)

@@ -1,0 +1,129 @@
+"""Torn tails and flipped bytes: the reader stops cleanly, validate names the place, --fix loses nothing."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import run_vrcap, synthetic_packet, write_synthetic
+from vrcap.errors import FormatError
+from vrcap.reader import SessionReader, iter_segment
+from vrcap.repair import repair_session
+from vrcap.streams import StreamDescriptor
+from vrcap.validate import validate_session
+from vrcap.writer import SessionWriter, WriterConfig
+
+SMALL = [StreamDescriptor("head", "pose", 90.0, (13,), "float32", "raw")]
+
+
+def _small_session(path: Path, n: int) -> Path:
+    with SessionWriter.create(path, SMALL, config=WriterConfig(fsync=False)) as w:
+        for seq in range(n):
+            pose = (np.arange(13, dtype=np.float32) + seq).tobytes()
+            w.write_packet({"seq": seq, "t": 10**12 + seq * 11_111_111, "s": {"head": [{"t": 10**12 + seq, "d": pose}]}})
+    return path
+
+
+def _record_ends(segment: Path) -> list[int]:
+    return [h.end for h, _ in iter_segment(segment)]
+
+
+def test_truncation_at_every_offset_of_the_last_records(tmp_path: Path) -> None:
+    original = _small_session(tmp_path / "orig", 30)
+    segment = original / "packets-000000.vrc"
+    ends = _record_ends(segment)
+    data = segment.read_bytes()
+    first_cut = ends[-4]  # the last three records, every byte offset of them
+    checked = 0
+    for cut in range(first_cut, len(data)):
+        work = tmp_path / f"cut{cut}"
+        shutil.copytree(original, work)
+        (work / "packets-000000.vrc").write_bytes(data[:cut])
+        complete = sum(1 for e in ends if e <= cut)
+        with SessionReader(work) as reader:
+            got = list(reader.packets(errors="stop"))
+            assert [p["seq"] for p in got] == list(range(complete))
+            assert (reader.problem is None) == (cut in ends)
+        before = validate_session(work)
+        assert not before.ok  # torn tail, or stats that promise more packets than there are
+        result = repair_session(work)
+        assert result.changed
+        after = validate_session(work)
+        assert after.ok, [f.message for f in after.findings]
+        assert after.packets == complete
+        with SessionReader(work) as reader:
+            assert [p["seq"] for p in reader.packets()] == list(range(complete))
+            assert len(reader) == complete
+        tails = list((work / "repair").glob("*")) if (work / "repair").exists() else []
+        assert sum(p.stat().st_size for p in tails) == cut - (ends[complete - 1] if complete else 16)
+        shutil.rmtree(work)
+        checked += 1
+    assert checked == len(data) - first_cut > 200
+
+
+def test_fix_through_the_cli_reports_and_exits_zero(tmp_path: Path) -> None:
+    path = write_synthetic(tmp_path / "s", 50)
+    segment = path / "packets-000000.vrc"
+    ends = _record_ends(segment)
+    segment.write_bytes(segment.read_bytes()[: ends[39] + 7])
+    bad = run_vrcap("validate", str(path))
+    assert bad.returncode == 1
+    assert "torn tail" in bad.stdout and f"byte {ends[39]}" in bad.stdout
+    fixed = run_vrcap("validate", "--fix", str(path))
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "truncated packets-000000.vrc" in fixed.stdout
+    assert run_vrcap("validate", str(path)).returncode == 0
+    with SessionReader(path) as reader:
+        assert len(list(reader.packets())) == 40
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_byte_flips_are_named_and_never_crash_the_reader(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    path = write_synthetic(tmp_path / "s", 40)
+    segment = path / "packets-000000.vrc"
+    data = bytearray(segment.read_bytes())
+    ends = _record_ends(segment)
+    flips = sorted(rng.randrange(16, len(data)) for _ in range(rng.randint(1, 3)))
+    for offset in flips:
+        data[offset] ^= 1 << rng.randrange(8)
+    segment.write_bytes(bytes(data))
+    damaged_record_start = max([16] + [e for e in ends if e <= flips[0]])
+    with SessionReader(path) as reader:
+        seen = []
+        with pytest.raises(FormatError) as info:
+            for packet in reader.packets():
+                seen.append(packet["seq"])
+        assert info.value.offset == damaged_record_start  # type: ignore[attr-defined]
+        assert seen == list(range(ends.index(damaged_record_start) + 1 if damaged_record_start in ends else 0))
+    result = run_vrcap("validate", "--json", str(path))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    import json
+
+    report = json.loads(result.stdout)
+    located = [(f["segment"], f["offset"]) for f in report["findings"] if f["level"] == "error" and f["offset"] is not None]
+    assert ("packets-000000.vrc", damaged_record_start) in located
+    # --fix keeps every record the flips did not touch
+    untouched = sum(1 for i, end in enumerate(ends) if not any((ends[i - 1] if i else 16) <= f < end for f in flips))
+    assert run_vrcap("validate", "--fix", str(path)).returncode == 0
+    with SessionReader(path) as reader:
+        assert len(list(reader.packets())) == untouched
+
+
+def test_damaged_segment_header_keeps_the_records_behind_it(tmp_path: Path) -> None:
+    path = write_synthetic(tmp_path / "s", 10)
+    segment = path / "packets-000000.vrc"
+    data = bytearray(segment.read_bytes())
+    data[2] ^= 0x40
+    segment.write_bytes(bytes(data))
+    assert not validate_session(path).ok
+    repair_session(path)
+    assert validate_session(path).ok
+    with SessionReader(path) as reader:
+        assert [p["seq"] for p in reader.packets()] == list(range(10))
+        assert reader.packet_at(7) == synthetic_packet(7)

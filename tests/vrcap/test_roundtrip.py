@@ -1,0 +1,84 @@
+"""Packets of any content survive writer → disk → reader unchanged."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vrcap.errors import WriterError
+from vrcap.reader import SessionReader
+from vrcap.streams import StreamDescriptor
+from vrcap.writer import SessionWriter, WriterConfig
+
+STREAMS = [StreamDescriptor("x", "pose", 90.0, (13,), "float32", "raw")]
+LIMIT = 1 << 20  # small record limit so "maximal" fields are cheap to build
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=False),
+    st.text(max_size=50),
+    st.binary(max_size=2000),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=8), inner, max_size=5)),
+    max_leaves=20,
+)
+samples = st.lists(st.dictionaries(st.sampled_from(["t", "st", "d", "v", "i", "n", "f", "new_key"]), values), max_size=4)
+packet_bodies = st.dictionaries(st.sampled_from(["x", "y", ""]), samples, max_size=3)
+
+
+def _roundtrip(packets: list[dict[str, Any]], config: WriterConfig) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s"
+        with SessionWriter.create(path, STREAMS, config=config) as w:
+            for p in packets:
+                w.write_packet(p)
+        with SessionReader(path, max_record_bytes=config.max_record_bytes) as r:
+            got = list(r.packets())
+            assert len(r) == len(packets)
+            for p in packets[:: max(1, len(packets) // 3)]:
+                assert r.packet_at(p["seq"]) == p
+        return got
+
+
+@given(bodies=st.lists(packet_bodies, min_size=0, max_size=12), extra=st.dictionaries(st.sampled_from(["zz", "future"]), values, max_size=2))
+def test_random_packets_roundtrip(bodies: list[dict[str, Any]], extra: dict[str, Any]) -> None:
+    packets = [{"seq": i * 2, "t": 10**12 + i, "s": body, **extra} for i, body in enumerate(bodies)]
+    assert _roundtrip(packets, WriterConfig(fsync=False, max_record_bytes=LIMIT)) == packets
+
+
+def test_empty_and_maximal_fields() -> None:
+    config = WriterConfig(fsync=False, max_record_bytes=LIMIT, compress=False)
+    empty = {"seq": 0, "t": 0, "s": {}}
+    overhead = len(__import__("msgpack").packb({"seq": 1, "t": 1, "s": {"x": [{"d": b""}]}}, use_bin_type=True))
+    # the largest bin field that still fits the limit: msgpack's bin32 header adds 3 bytes over bin8's
+    biggest = LIMIT - overhead - 3
+    maximal = {"seq": 1, "t": 1, "s": {"x": [{"d": b"\xab" * biggest}]}}
+    got = _roundtrip([empty, maximal], config)
+    assert got[0] == empty
+    assert len(got[1]["s"]["x"][0]["d"]) == biggest
+    with pytest.raises(WriterError, match="over max_record_bytes"):
+        _roundtrip([{"seq": 0, "t": 0, "s": {"x": [{"d": b"\x00" * (biggest + 1)}]}}], config)
+
+
+def test_compressible_packets_are_compressed_and_jpeg_like_are_not(tmp_path: Path) -> None:
+    import os
+
+    from vrcap.reader import iter_segment
+    from vrcap.records import RecordFlags
+
+    path = tmp_path / "s"
+    with SessionWriter.create(path, STREAMS, config=WriterConfig(fsync=False)) as w:
+        w.write_packet({"seq": 0, "t": 0, "s": {"x": [{"d": bytes(20000)}]}})  # zeros: compressible
+        w.write_packet({"seq": 1, "t": 1, "s": {"x": [{"d": os.urandom(20000)}]}})  # noise: not
+    flags = [h.flags for h, _ in iter_segment(path / "packets-000000.vrc")]
+    assert flags == [RecordFlags.LZ4, RecordFlags.NONE]
+    assert (path / "packets-000000.vrc").stat().st_size < 20000 + 2000

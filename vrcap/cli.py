@@ -1,0 +1,172 @@
+"""The `vrcap` command. Thin on purpose: each subcommand parses its arguments and calls one function.
+
+Heavy modules (numpy, OpenCV, torch, OpenXR) are imported inside the subcommand that needs them, so
+`vrcap --help` and `vrcap validate` start fast. Every deliberate error is one line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from vrcap import __version__
+from vrcap.errors import VrcapError
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+# --- record ------------------------------------------------------------------------------------------
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from capture.session import record_session
+
+    overrides = list(args.overrides)
+    if args.source:
+        overrides.append(f"record.source={args.source}")
+    if args.duration is not None:
+        overrides.append(f"record.duration_s={args.duration}")
+    result = record_session(args.session, root=args.root, config_path=args.config, overrides=overrides)
+    print(
+        f"recorded {result.path}: {result.frames} frames, {result.duration_s:.2f} s, "
+        f"{result.dropped_frames} dropped ({result.stop_reason})",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+# --- validate ----------------------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from vrcap.render import print_report, summary_table
+    from vrcap.repair import repair_session
+    from vrcap.sessions import expand_session_paths
+    from vrcap.validate import validate_session
+
+    sessions = expand_session_paths(args.paths)
+    console = _console()
+    results = []
+    for path in sessions:
+        report = validate_session(path)
+        repairs: list[str] | None = None
+        if args.fix and not report.ok:
+            repairs = repair_session(path).actions
+            report = validate_session(path)
+        results.append((report, repairs))
+        if not (args.json or args.summary):
+            print_report(console, report, repairs)
+    if args.json:
+        out = [dict(r.to_dict(), repairs=rep or []) for r, rep in results]
+        print(json.dumps(out if len(out) > 1 or len(args.paths) > 1 else out[0], indent=2))
+    elif args.summary:
+        console.print(summary_table([r for r, _ in results]))
+    return EXIT_OK if all(r.ok for r, _ in results) else EXIT_PROBLEMS
+
+
+# --- info --------------------------------------------------------------------------------------------
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from vrcap.info import session_info
+    from vrcap.render import info_table
+    from vrcap.sessions import expand_session_paths
+
+    infos = [session_info(p) for p in expand_session_paths([args.path])]
+    if args.json:
+        print(json.dumps(infos[0] if len(infos) == 1 else infos, indent=2))
+        return EXIT_OK
+    console = _console()
+    for info in infos:
+        console.print(info_table(info))
+    return EXIT_OK
+
+
+# --- parser ------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vrcap",
+        description="Record what a person sees, hears and does in VR, and turn it into a trained model.",
+    )
+    parser.add_argument("--version", action="version", version=f"vrcap {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    rec = sub.add_parser(
+        "record", help="record a session", description="Record a session until Ctrl-C or --duration."
+    )
+    rec.add_argument("--session", required=True, help="name of the new session (a folder under --root)")
+    rec.add_argument("--root", default=None, help="where sessions live (default: $VRCAP_ROOT or ./sessions)")
+    rec.add_argument(
+        "--source", choices=["sim"], default=None, help="pose source (default from the config: sim)"
+    )
+    rec.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
+    rec.add_argument(
+        "--config", type=Path, default=None, help="capture config YAML (default configs/capture.yaml)"
+    )
+    rec.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. sim.camera_fps=15"
+    )
+    rec.set_defaults(func=cmd_record)
+
+    val = sub.add_parser(
+        "validate",
+        help="check sessions; --fix repairs them",
+        description="Check every record, sequence, timestamp and stream. Exit 0 valid, 1 problems, 2 usage error.",
+    )
+    val.add_argument("paths", nargs="+", metavar="PATH", help="a session folder or a folder of sessions")
+    val.add_argument(
+        "--fix", action="store_true", help="repair what can be repaired without losing a valid record"
+    )
+    val.add_argument("--summary", action="store_true", help="one row per session")
+    val.add_argument("--json", action="store_true", help="machine-readable report")
+    val.set_defaults(func=cmd_validate)
+
+    inf = sub.add_parser("info", help="streams, rates, duration and size of a session")
+    inf.add_argument("path", metavar="PATH")
+    inf.add_argument("--json", action="store_true")
+    inf.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except VrcapError as exc:
+        print(f"vrcap {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"vrcap {args.command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # a bug: say so in one line, keep the traceback for whoever asks
+        if os.environ.get("VRCAP_DEBUG"):
+            raise
+        print(
+            f"vrcap {args.command}: internal error: {type(exc).__name__}: {exc} "
+            "(this is a bug; rerun with VRCAP_DEBUG=1 for the traceback and report it)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Turning command-line paths into session folders: a session, or a folder whose children are sessions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vrcap.errors import NotASession, UsageError
+from vrcap.reader import is_session_dir
+
+
+def expand_session_paths(paths: list[str | Path]) -> list[Path]:
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise UsageError(f"{path} does not exist; give a session folder or a folder of sessions")
+        if is_session_dir(path):
+            found.append(path)
+            continue
+        if not path.is_dir():
+            raise NotASession(path, "not a folder")
+        children = sorted(p for p in path.iterdir() if p.is_dir() and is_session_dir(p))
+        if not children:
+            raise NotASession(path, "no session.json here or in its sub-folders")
+        found.extend(children)
+    return found
