@@ -64,8 +64,8 @@ class Recorder:
         cfg = self.config
         rate = cfg.sim.headset_rate_hz
         period_ns = round(1e9 / rate)
-        t0 = time.monotonic_ns()
-        source = SimSource(cfg.sim, cfg.record.jpeg_quality, t0)
+        source = SimSource(cfg.sim, cfg.record.jpeg_quality)  # slow set-up (OpenCV, backgrounds) before t0
+        t0 = source.start(time.monotonic_ns())  # frame 0 is due now
         last_frame = round(cfg.record.duration_s * rate) if cfg.record.duration_s else None
         next_status = 0.0
         frames = dropped = 0

@@ -93,7 +93,7 @@ def sim_streams(config: SimConfig, jpeg_quality: int) -> list[StreamDescriptor]:
 class SimSource:
     """Produces packet ``k`` on demand; keeps only the counters of what it has already delivered."""
 
-    def __init__(self, config: SimConfig, jpeg_quality: int, t0_ns: int) -> None:
+    def __init__(self, config: SimConfig, jpeg_quality: int, t0_ns: int = 0) -> None:
         import cv2  # only recording needs OpenCV; importing it costs a few hundred ms
 
         self._cv2 = cv2
@@ -105,6 +105,20 @@ class SimSource:
         self._next_audio = 0  # index of the next audio sample to deliver
         self._next_frame = 0  # next camera frame number to deliver
         self.last_audio_dbfs = float("-inf")
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Pay one-time costs (lazy renders, codec set-up) now, not as dropped frames at the start."""
+        for cam in self.config.cameras:
+            self._cv2.imencode(".jpg", self.rig.camera_frame(cam, 0), self.jpeg_params)
+        self.rig.audio_block(0, self.config.audio_block)
+        for side in SIDES:
+            self.rig.hand_joints(side, 0.0)
+
+    def start(self, t0_ns: int) -> int:
+        """Pin sim time zero to host monotonic ``t0_ns``; returns it."""
+        self.t0_ns = t0_ns
+        return t0_ns
 
     def clocks(self) -> dict[str, Any]:
         """The sim's clocks are exact: a sample index maps to monotonic time with no drift."""

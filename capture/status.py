@@ -24,7 +24,7 @@ class RecordingStatus:
     def line(self) -> str:
         minutes, seconds = divmod(self.elapsed_s, 60)
         rate = self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
-        level = "  -inf" if math.isinf(self.audio_dbfs) else f"{self.audio_dbfs:6.1f}"
+        level = " quiet" if self.audio_dbfs < -90 else f"{self.audio_dbfs:6.1f}"
         return (
             f"● REC {self.session}  {int(minutes):02d}:{seconds:04.1f}  frames {self.frames} ({rate:.1f}/s)  "
             f"{self.bytes_written / 1e6:.1f} MB  drops {self.total_drops}  audio {level} dBFS"

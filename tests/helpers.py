@@ -47,7 +47,9 @@ def write_synthetic(path: Path, n: int, config: WriterConfig | None = None, **kw
     return path
 
 
-def run_vrcap(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_vrcap(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """The installed command, in a subprocess: what a user types, exit code and all."""
     full_env = dict(os.environ, **(env or {}))
     script = Path(sys.executable).parent / "vrcap"

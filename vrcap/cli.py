@@ -23,7 +23,9 @@ EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output gets wide lines rather than rich's 80 columns, so logs keep one finding per line.
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
 
 
 # --- record ------------------------------------------------------------------------------------------

@@ -134,6 +134,8 @@ class _StreamTracker:
         for name, rep in report.streams.items():
             rep.drops = int(recorded_drops.get(name, 0))
             if rep.samples == 0:
+                if not rep.declared_hz:
+                    continue  # irregular streams (annotations) may well be empty
                 level = "warning" if name in failed else "error"
                 report.add(level, "missing-stream", f"stream {name!r} is declared but holds no samples")
                 continue

@@ -24,7 +24,9 @@ def _small_session(path: Path, n: int) -> Path:
     with SessionWriter.create(path, SMALL, config=WriterConfig(fsync=False)) as w:
         for seq in range(n):
             pose = (np.arange(13, dtype=np.float32) + seq).tobytes()
-            w.write_packet({"seq": seq, "t": 10**12 + seq * 11_111_111, "s": {"head": [{"t": 10**12 + seq, "d": pose}]}})
+            w.write_packet(
+                {"seq": seq, "t": 10**12 + seq * 11_111_111, "s": {"head": [{"t": 10**12 + seq, "d": pose}]}}
+            )
     return path
 
 
@@ -99,17 +101,25 @@ def test_random_byte_flips_are_named_and_never_crash_the_reader(tmp_path: Path, 
             for packet in reader.packets():
                 seen.append(packet["seq"])
         assert info.value.offset == damaged_record_start  # type: ignore[attr-defined]
-        assert seen == list(range(ends.index(damaged_record_start) + 1 if damaged_record_start in ends else 0))
+        assert seen == list(
+            range(ends.index(damaged_record_start) + 1 if damaged_record_start in ends else 0)
+        )
     result = run_vrcap("validate", "--json", str(path))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     import json
 
     report = json.loads(result.stdout)
-    located = [(f["segment"], f["offset"]) for f in report["findings"] if f["level"] == "error" and f["offset"] is not None]
+    located = [
+        (f["segment"], f["offset"])
+        for f in report["findings"]
+        if f["level"] == "error" and f["offset"] is not None
+    ]
     assert ("packets-000000.vrc", damaged_record_start) in located
     # --fix keeps every record the flips did not touch
-    untouched = sum(1 for i, end in enumerate(ends) if not any((ends[i - 1] if i else 16) <= f < end for f in flips))
+    untouched = sum(
+        1 for i, end in enumerate(ends) if not any((ends[i - 1] if i else 16) <= f < end for f in flips)
+    )
     assert run_vrcap("validate", "--fix", str(path)).returncode == 0
     with SessionReader(path) as reader:
         assert len(list(reader.packets())) == untouched

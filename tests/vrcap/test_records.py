@@ -56,7 +56,9 @@ def test_oversized_record_refused_before_reading_it() -> None:
     length, crc, kind, flags, _ = RECORD_HEADER.unpack(bytes(header))
     from vrcap.records import header_check
 
-    forged = RECORD_HEADER.pack(3_000_000_000, crc, kind, flags, header_check(3_000_000_000, crc, kind, flags))
+    forged = RECORD_HEADER.pack(
+        3_000_000_000, crc, kind, flags, header_check(3_000_000_000, crc, kind, flags)
+    )
     with pytest.raises(RecordTooLarge) as info:
         decode_record_header(forged, 0, len(forged), P, 64 << 20)
     assert info.value.length == 3_000_000_000

@@ -28,10 +28,14 @@ scalars = st.one_of(
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=8), inner, max_size=5)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=8), inner, max_size=5)
+    ),
     max_leaves=20,
 )
-samples = st.lists(st.dictionaries(st.sampled_from(["t", "st", "d", "v", "i", "n", "f", "new_key"]), values), max_size=4)
+samples = st.lists(
+    st.dictionaries(st.sampled_from(["t", "st", "d", "v", "i", "n", "f", "new_key"]), values), max_size=4
+)
 packet_bodies = st.dictionaries(st.sampled_from(["x", "y", ""]), samples, max_size=3)
 
 
@@ -49,7 +53,10 @@ def _roundtrip(packets: list[dict[str, Any]], config: WriterConfig) -> list[dict
         return got
 
 
-@given(bodies=st.lists(packet_bodies, min_size=0, max_size=12), extra=st.dictionaries(st.sampled_from(["zz", "future"]), values, max_size=2))
+@given(
+    bodies=st.lists(packet_bodies, min_size=0, max_size=12),
+    extra=st.dictionaries(st.sampled_from(["zz", "future"]), values, max_size=2),
+)
 def test_random_packets_roundtrip(bodies: list[dict[str, Any]], extra: dict[str, Any]) -> None:
     packets = [{"seq": i * 2, "t": 10**12 + i, "s": body, **extra} for i, body in enumerate(bodies)]
     assert _roundtrip(packets, WriterConfig(fsync=False, max_record_bytes=LIMIT)) == packets
@@ -58,7 +65,9 @@ def test_random_packets_roundtrip(bodies: list[dict[str, Any]], extra: dict[str,
 def test_empty_and_maximal_fields() -> None:
     config = WriterConfig(fsync=False, max_record_bytes=LIMIT, compress=False)
     empty = {"seq": 0, "t": 0, "s": {}}
-    overhead = len(__import__("msgpack").packb({"seq": 1, "t": 1, "s": {"x": [{"d": b""}]}}, use_bin_type=True))
+    overhead = len(
+        __import__("msgpack").packb({"seq": 1, "t": 1, "s": {"x": [{"d": b""}]}}, use_bin_type=True)
+    )
     # the largest bin field that still fits the limit: msgpack's bin32 header adds 3 bytes over bin8's
     biggest = LIMIT - overhead - 3
     maximal = {"seq": 1, "t": 1, "s": {"x": [{"d": b"\xab" * biggest}]}}
