@@ -53,7 +53,7 @@ def test_flipped_length_bit_is_corruption_not_a_torn_tail(bit: int) -> None:
 def test_oversized_record_refused_before_reading_it() -> None:
     header = bytearray(encode_record(1, 0, b"x" * 10))
     # forge a consistent header that claims 3 GB: the limit must refuse it without allocating
-    length, crc, kind, flags, _ = RECORD_HEADER.unpack(bytes(header))
+    _, crc, kind, flags, _ = RECORD_HEADER.unpack(bytes(header))
     from vrcap.records import header_check
 
     forged = RECORD_HEADER.pack(

@@ -1,0 +1,157 @@
+"""Recording from the simulator: values equal the ground truth, signals finalize, kills lose ≤ one flush."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from capture.config import CaptureConfig, RecordConfig
+from capture.recorder import Recorder
+from capture.sim import SimConfig, SimRig, decode_frame_number
+from tests.helpers import REPO, run_vrcap
+from vrcap.metadata import load_meta
+from vrcap.reader import SessionReader
+from vrcap.validate import validate_session
+from vrcap.writer import WriterConfig
+
+RATE = 90.0
+
+
+def _config(duration: float, realtime: bool, **sim: object) -> CaptureConfig:
+    return CaptureConfig(
+        record=RecordConfig(duration_s=duration, realtime=realtime),
+        writer=WriterConfig(fsync=False),
+        sim=SimConfig(**sim),  # type: ignore[arg-type]
+    )
+
+
+def test_recorded_values_equal_the_ground_truth(tmp_path: Path) -> None:
+    config = _config(2.0, realtime=False, camera_width=320, camera_height=240)
+    result = Recorder(tmp_path / "gt", config).run()
+    assert result.frames == 180 and result.dropped_frames == 0
+    rig = SimRig(config.sim)
+    meta = load_meta(tmp_path / "gt")
+    t0 = meta.start["mono_ns"]
+    worst = {"pose": 0.0, "hand": 0.0, "controls": 0.0}
+    audio_next, frames_seen = 0, []
+    with SessionReader(tmp_path / "gt") as reader:
+        for packet in reader.packets():
+            st = packet["st"]
+            t = st / 1e9
+            assert packet["t"] == t0 + st
+            s = packet["s"]
+            for name, truth, key in [
+                ("head", rig.head_pose(t), "pose"),
+                ("controller_left", rig.controller_pose("left", t), "pose"),
+                ("controller_right", rig.controller_pose("right", t), "pose"),
+                ("controls_left", rig.controls("left", t), "controls"),
+                ("hand_right", rig.hand_joints("right", t), "hand"),
+            ]:
+                got = np.frombuffer(s[name][0]["d"], dtype="<f4").reshape(truth.shape)
+                worst[key] = max(worst[key], float(np.max(np.abs(got - truth.astype(np.float32)))))
+            for block in s.get("audio", []):
+                assert block["i"] == audio_next
+                pcm = np.frombuffer(block["d"], dtype="<i2").reshape(-1, 1)
+                assert np.array_equal(pcm, rig.audio_block(block["i"], block["n"]))
+                assert block["t"] == t0 + round(block["i"] * 1e9 / 48000)
+                audio_next += block["n"]
+            for sample in s.get("camera_left", []):
+                image = cv2.imdecode(np.frombuffer(sample["d"], np.uint8), cv2.IMREAD_COLOR)
+                assert decode_frame_number(image) == sample["f"]
+                assert sample["t"] == t0 + round(sample["f"] * 1e9 / 30)
+                assert sample["t"] <= packet["t"] < sample["t"] + 1e9 / RATE + 1
+                frames_seen.append(sample["f"])
+    assert worst == {"pose": 0.0, "hand": 0.0, "controls": 0.0}  # float32 of the truth, bit for bit
+    assert frames_seen == list(range(60))
+    assert audio_next == 2 * 48000 - 480 or audio_next == 2 * 48000 - 960
+
+
+def test_annotations_are_stored_with_their_time(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path / "a", _config(1.5, realtime=True))
+    stamps: list[int] = []
+    timer = threading.Timer(
+        0.5, lambda: stamps.append(recorder.annotate("reach for the cup", "instruction", "internal"))
+    )
+    timer.start()
+    recorder.run()
+    timer.join()
+    with SessionReader(tmp_path / "a") as reader:
+        found = [(p["t"], a) for p in reader.packets() for a in p["s"].get("annotations", [])]
+    assert len(found) == 1
+    packet_t, annotation = found[0]
+    assert annotation["d"] == {"text": "reach for the cup", "kind": "instruction", "channel": "internal"}
+    assert annotation["t"] == stamps[0]
+    assert abs(annotation["t"] - packet_t) < 2 * 1e9 / RATE  # lands in the frame it arrived during
+
+
+def _start_recorder(root: Path, name: str, *extra: str) -> subprocess.Popen[str]:
+    script = Path(sys.executable).parent / "vrcap"
+    return subprocess.Popen(
+        [str(script), "record", "--session", name, "--root", str(root), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=str(REPO),
+    )
+
+
+def _wait_for(path: Path, timeout: float = 30.0) -> float:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.01)
+    return time.monotonic()
+
+
+def test_sigkill_loses_at_most_the_last_flush_interval(tmp_path: Path) -> None:
+    n_seconds, flush = 3.0, 0.5
+    proc = _start_recorder(tmp_path, "killed", "--duration", "60", f"writer.flush_interval_s={flush}")
+    started = _wait_for(tmp_path / "killed" / "session.json")
+    time.sleep(n_seconds - (time.monotonic() - started))
+    proc.kill()
+    proc.communicate(timeout=10)
+    session = tmp_path / "killed"
+    assert load_meta(session).status == "recording"
+    fixed = run_vrcap("validate", "--fix", "--json", str(session))
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    frames = json.loads(fixed.stdout)["packets"]
+    floor = (n_seconds - flush) * RATE * 0.95
+    print(f"killed after {n_seconds} s: {frames} frames kept, floor {floor:.0f}")
+    assert frames >= floor
+
+
+def test_sigterm_stops_cleanly_and_finalizes(tmp_path: Path) -> None:
+    proc = _start_recorder(tmp_path, "term", "--duration", "60")
+    started = _wait_for(tmp_path / "term" / "session.json")
+    time.sleep(max(0.0, 1.5 - (time.monotonic() - started)))
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "stopped by SIGTERM" in err
+    meta = load_meta(tmp_path / "term")
+    assert meta.status == "complete" and meta.stop is not None and meta.stop["reason"] == "stopped by SIGTERM"
+    report = validate_session(tmp_path / "term")
+    assert report.ok and report.dropped_frames <= 2
+    assert 1.2 * RATE <= report.packets <= 3 * RATE
+
+
+def test_default_recording_has_every_stream_at_its_rate(tmp_path: Path) -> None:
+    result = run_vrcap("record", "--session", "d", "--root", str(tmp_path), "--duration", "2")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(run_vrcap("info", "--json", str(tmp_path / "d")).stdout)
+    assert info["frames"] >= 0.95 * 2 * RATE and 1.95 <= info["duration_s"] <= 2.0
+    samples = {s["name"]: s["samples"] for s in info["streams"]}
+    assert samples["camera_left"] == samples["camera_right"] >= 58
+    assert samples["hand_left"] == info["frames"]
+    shapes = {s["name"]: s["shape"] for s in info["streams"]}
+    assert shapes["camera_left"] == [480, 640, 3] and shapes["hand_left"] == [26, 8]
+    assert os.path.getsize(tmp_path / "d" / "packets-000000.vrc") > 1_000_000
