@@ -124,5 +124,5 @@ class Recorder:
         status.frames = writer.packets
         status.bytes_written = writer.bytes_written
         status.drops = dict(writer.drops)
-        status.audio_dbfs = source.last_audio_dbfs
+        status.audio_dbfs = source.take_audio_level()
         return status

@@ -104,7 +104,7 @@ class SimSource:
         self.streams = sim_streams(config, jpeg_quality)
         self._next_audio = 0  # index of the next audio sample to deliver
         self._next_frame = 0  # next camera frame number to deliver
-        self.last_audio_dbfs = float("-inf")
+        self._peak_dbfs = float("-inf")
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -114,6 +114,11 @@ class SimSource:
         self.rig.audio_block(0, self.config.audio_block)
         for side in SIDES:
             self.rig.hand_joints(side, 0.0)
+
+    def take_audio_level(self) -> float:
+        """Loudest block (RMS, dBFS) since the last call: what a level meter shows."""
+        level, self._peak_dbfs = self._peak_dbfs, float("-inf")
+        return level
 
     def start(self, t0_ns: int) -> int:
         """Pin sim time zero to host monotonic ``t0_ns``; returns it."""
@@ -183,7 +188,7 @@ class SimSource:
             )
             self._next_audio = i + block
             rms = float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2)))
-            self.last_audio_dbfs = 20 * np.log10(max(rms, 1e-3) / 32768.0)
+            self._peak_dbfs = max(self._peak_dbfs, 20 * np.log10(max(rms, 1e-3) / 32768.0))
         return out
 
     def _frames_until(self, st_ns: int) -> dict[str, list[dict[str, Any]]]:

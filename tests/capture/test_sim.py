@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import itertools
 
 import cv2
 import numpy as np
@@ -60,7 +60,7 @@ def test_field_tables_have_the_documented_sizes() -> None:
 def test_same_seed_is_bit_identical_and_another_seed_differs() -> None:
     a, b, c = SimRig(SimConfig(seed=1)), SimRig(SimConfig(seed=1)), SimRig(SimConfig(seed=2))
     for t in (0.0, 1.234, 17.5):
-        for x, y, z in zip(_all_motion(a, t), _all_motion(b, t), _all_motion(c, t), strict=True):
+        for x, y in zip(_all_motion(a, t), _all_motion(b, t), strict=True):
             assert x.dtype == np.float64
             assert np.array_equal(x, y)
         assert not np.allclose(a.head_pose(t), c.head_pose(t), atol=1e-3)
@@ -98,7 +98,7 @@ def test_velocities_match_finite_differences(rig: SimRig, side: str) -> None:
 
 def test_head_stays_in_the_documented_ranges(rig: SimRig) -> None:
     poses = np.array([rig.head_pose(t) for t in np.linspace(0, 120, 2401)])
-    assert 1.45 < poses[:, 1].min() and poses[:, 1].max() < 1.75
+    assert poses[:, 1].min() > 1.45 and poses[:, 1].max() < 1.75
     assert np.max(np.abs(poses[:, [0, 2]])) <= 0.21
     # Yaw from the rotated forward axis: never beyond 60°.
     q = poses[:, 3:7]
@@ -203,7 +203,7 @@ def test_audio_blocks_concatenate_bit_exactly(rig: SimRig, audio: np.ndarray) ->
     rng = np.random.default_rng(0)
     cuts = np.sort(rng.choice(np.arange(1, len(audio)), 400, replace=False))
     bounds = [0, *cuts.tolist(), len(audio)]
-    pieces = [rig.audio_block(a, b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    pieces = [rig.audio_block(a, b - a) for a, b in itertools.pairwise(bounds)]
     assert np.array_equal(np.concatenate(pieces), audio)
     assert rig.audio_block(100, 0).shape == (0, 1)
 
@@ -217,7 +217,7 @@ def test_audio_events_are_where_documented(rig: SimRig) -> None:
     assert all(e.duration_s == pytest.approx(0.1) and e.amplitude == 0.5 for e in tones)
     assert [e.start_s for e in chirps] == pytest.approx([3.2, 8.2])
     assert all((e.freq_hz, e.end_freq_hz) == (200.0, 4000.0) for e in chirps)
-    for earlier, later in zip(events[:-1], events[1:], strict=True):  # nothing overlaps; >= 40 ms of silence
+    for earlier, later in itertools.pairwise(events):  # nothing overlaps; >= 40 ms of silence
         assert later.start_s - (earlier.start_s + earlier.duration_s) >= 0.04
     assert rig.audio_events(0.5) == [] and len(rig.audio_events(0.5001)) == 1
 
@@ -267,21 +267,6 @@ def test_multichannel_audio_is_the_mono_signal_with_per_channel_gain() -> None:
     assert block.shape == (4800, 3)
     assert np.max(np.abs(block[:, 1] - 0.8 * block[:, 0])) <= 1.0
     assert np.max(np.abs(block[:, 2] - 0.64 * block[:, 0])) <= 1.0
-
-
-def test_audio_block_speed(rig: SimRig) -> None:
-    """Generous bounds (the machine may be busy); the measured figures are in the report."""
-    n = 2000
-    start = time.perf_counter()
-    for i in range(n):
-        rig.audio_block(i * 480 % 20000, 480)  # silent: the first event is at 0.5 s
-    silent_us = (time.perf_counter() - start) / n * 1e6
-    start = time.perf_counter()
-    for i in range(200):
-        rig.audio_block(24000 + i % 10 * 480, 480)
-    tone_us = (time.perf_counter() - start) / 200 * 1e6
-    assert silent_us < 100.0
-    assert tone_us < 1000.0
 
 
 # --- camera --------------------------------------------------------------------------------------------------
@@ -348,20 +333,9 @@ def test_frame_times_and_stereo_difference(rig: SimRig) -> None:
 
 
 def test_jpeg_size_is_realistic(rig: SimRig) -> None:
-    sizes = [len(cv2.imencode(".jpg", rig.camera_frame("left", k), [cv2.IMWRITE_JPEG_QUALITY, 90])[1]) for k in
-             range(0, 300, 50)]  # fmt: skip
-    assert 30_000 <= min(sizes) and max(sizes) <= 80_000
-
-
-@pytest.mark.parametrize(("size", "budget_ms"), [((640, 480), 1.5), ((1280, 720), 4.0)])
-def test_render_speed(size: tuple[int, int], budget_ms: float) -> None:
-    """Budget x4 as the bound, so a busy CI machine does not fail it; real figures are in the report."""
-    rig = SimRig(SimConfig(camera_width=size[0], camera_height=size[1]))
-    rig.camera_frame("left", 0)  # builds the cached backdrop
-    start = time.perf_counter()
-    for k in range(60):
-        rig.camera_frame("left", k)
-    assert (time.perf_counter() - start) / 60 * 1e3 < 4 * budget_ms
+    params = [cv2.IMWRITE_JPEG_QUALITY, 90]
+    sizes = [len(cv2.imencode(".jpg", rig.camera_frame("left", k), params)[1]) for k in range(0, 300, 50)]
+    assert min(sizes) >= 30_000 and max(sizes) <= 80_000
 
 
 # --- config --------------------------------------------------------------------------------------------------
