@@ -13,13 +13,14 @@ SOURCES = ("sim",)
 
 @dataclass
 class RecordConfig:
-    """How `vrcap record` runs."""
+    """What `vrcap record` records, and for how long."""
 
-    source: str = (
-        "sim"  # where poses come from: "sim" (no hardware); "openxr" arrives with the headset source
-    )
+    source: str = "sim"  # headset: "sim" (no hardware); "openxr" arrives with the headset source
+    audio: str = "sim"  # "sim", "none", or a microphone by name or index (see `vrcap devices`)
+    cameras: list[str] = field(
+        default_factory=list
+    )  # NAME=SPEC each; empty = the sim's cameras (sim.cameras)
     duration_s: float = 0.0  # stop after this many seconds; 0 records until Ctrl-C / SIGTERM
-    realtime: bool = True  # sim only: False produces frames as fast as possible (fixtures, benchmarks)
     jpeg_quality: int = 90  # camera frames are stored as JPEG at this quality (1-100)
     status_interval_s: float = 0.25  # how often the live status line refreshes
 
@@ -34,6 +35,10 @@ class RecordConfig:
             raise ConfigError(f"record.jpeg_quality must be between 1 and 100 (got {self.jpeg_quality})")
         if self.status_interval_s <= 0:
             raise ConfigError(f"record.status_interval_s must be > 0 (got {self.status_interval_s})")
+        if not str(self.audio).strip():
+            raise ConfigError(
+                "record.audio must be 'sim', 'none' or a microphone name/index (see `vrcap devices`)"
+            )
 
 
 @dataclass

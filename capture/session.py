@@ -1,18 +1,86 @@
-"""`vrcap record` as one function: resolve the name, load the config, run the recorder under signals."""
+"""`vrcap record` as one function: resolve the name, load the config, build the sources, run the engine."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import sys
 import threading
+from dataclasses import asdict
 from pathlib import Path
-from types import FrameType
+from typing import Any
 
 from capture.config import CaptureConfig
-from capture.recorder import Recorder, RecordingResult
+from capture.engine import CaptureEngine, LiveStats, RecordingResult
+from capture.sim_source import SimCamera, SimHeadset, SimMicrophone
+from capture.source import FrameSource, PushSource
 from capture.status import StatusLine
 from vrcap.config import load_config
 from vrcap.errors import SessionExists
 from vrcap.names import session_path
+
+
+def build_sources(config: CaptureConfig) -> tuple[FrameSource, list[PushSource]]:
+    """The headset, then the microphone and cameras the config asks for (sim ones unless told otherwise)."""
+    rec = config.record
+    headset = SimHeadset(config.sim)
+    frame_source: FrameSource = headset
+    push: list[PushSource] = []
+    audio = str(rec.audio)
+    if audio == "sim":
+        push.append(SimMicrophone(config.sim, headset))
+    elif audio != "none":
+        from capture.audio import AudioConfig, AudioSource
+
+        device: str | int = int(audio) if audio.isdigit() else audio
+        push.append(AudioSource(AudioConfig(device=device)))
+    if rec.cameras:
+        from dataclasses import replace
+
+        from capture.camera import CameraSource, parse_camera_arg
+
+        for spec in rec.cameras:
+            push.append(CameraSource(replace(parse_camera_arg(spec), jpeg_quality=rec.jpeg_quality)))
+    else:
+        push.extend(SimCamera(config.sim, cam, rec.jpeg_quality, headset) for cam in config.sim.cameras)
+    return frame_source, push
+
+
+def make_engine(path: Path, config: CaptureConfig) -> CaptureEngine:
+    frame_source, push = build_sources(config)
+    return CaptureEngine(
+        path,
+        frame_source,
+        push,
+        writer_config=config.writer,
+        duration_s=config.record.duration_s,
+        capture_config=asdict(config),
+    )
+
+
+async def _record(engine: CaptureEngine, status_line: StatusLine | None, interval: float) -> RecordingResult:
+    loop = asyncio.get_running_loop()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, engine.stop, f"stopped by {signal.Signals(sig).name}")
+
+    async def show() -> None:
+        last: LiveStats | None = None
+        async for stats in engine.live(interval):
+            last = stats
+            if status_line is not None and stats.state == "recording":
+                status_line.update(stats)
+        if status_line is not None and last is not None:
+            status_line.finish(last)
+
+    shower = asyncio.create_task(show())
+    try:
+        return await engine.run()
+    finally:
+        await shower
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
 
 
 def record_session(
@@ -22,27 +90,13 @@ def record_session(
     config_path: Path | None = None,
     overrides: list[str] | None = None,
     show_status: bool = True,
+    status_stream: Any = None,
 ) -> RecordingResult:
     """Record until the duration is reached or SIGINT/SIGTERM arrives; the session is finalized either way."""
     path = session_path(name, root)  # refuses unsafe names before anything is touched
     config = load_config(CaptureConfig, config_path, overrides, default_name="capture.yaml")
     if path.exists():
         raise SessionExists(path)
-    recorder = Recorder(path, config)
-    status_line = StatusLine() if show_status else None
-    previous = {}
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        recorder.stop(f"stopped by {signal.Signals(signum).name}")
-
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, on_signal)
-    try:
-        result = recorder.run(on_status=status_line.update if status_line else None)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if status_line is not None:
-        status_line.finish(recorder.status)
-    return result
+    engine = make_engine(path, config)
+    status_line = StatusLine(status_stream or sys.stderr) if show_status else None
+    return asyncio.run(_record(engine, status_line, config.record.status_interval_s))

@@ -1,11 +1,16 @@
-"""The simulator as a capture source: turns SimRig's functions of time into the packets the writer stores.
+"""The simulator as capture sources, built from SimRig's functions of time.
 
-Everything is derived from the frame number, so a recording made in real time and one made as fast as
-possible hold the same values; only the monotonic timestamps differ.
+Live recording uses three sources that behave like real devices: ``SimHeadset`` is polled by the engine's frame
+clock, ``SimMicrophone`` and ``SimCamera`` run on their own threads and push samples when their time comes —
+so a sim headset mixes freely with a real microphone or camera. ``SimPacketGenerator`` builds the same packets
+without waiting (benchmarks, fixtures). Every value is a function of the frame or sample number, so both ways
+give identical data; only the host timestamps differ.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -34,6 +39,9 @@ POSE_UNITS = (
 SIDES = ("left", "right")
 
 
+# --- stream descriptors --------------------------------------------------------------------------------
+
+
 def _pose(name: str, rate: float) -> StreamDescriptor:
     return StreamDescriptor(
         name,
@@ -50,11 +58,9 @@ def _pose(name: str, rate: float) -> StreamDescriptor:
     )
 
 
-def sim_streams(config: SimConfig, jpeg_quality: int) -> list[StreamDescriptor]:
+def headset_streams(config: SimConfig) -> list[StreamDescriptor]:
     rate = config.headset_rate_hz
-    streams = [_pose("head", rate)]
-    for side in SIDES:
-        streams.append(_pose(f"controller_{side}", rate))
+    streams = [_pose("head", rate)] + [_pose(f"controller_{side}", rate) for side in SIDES]
     for side in SIDES:
         streams.append(
             StreamDescriptor(
@@ -71,143 +77,285 @@ def sim_streams(config: SimConfig, jpeg_quality: int) -> list[StreamDescriptor]:
                     extra={"joints": "XR_EXT_hand_tracking order (26)"},
                 )
             )  # fmt: skip
-    streams.append(
-        StreamDescriptor(
-            "audio", "audio", float(config.audio_rate_hz), (-1, config.audio_channels), "int16", "pcm_s16le",
-            "PCM, full scale 32767", "", (), "sim", "sample_index", extra={"block": config.audio_block},
-        )
-    )  # fmt: skip
-    for cam in config.cameras:
-        streams.append(
-            StreamDescriptor(
-                f"camera_{cam}", "video", config.camera_fps, (config.camera_height, config.camera_width, 3),
-                "uint8", "jpeg", "BGR 8-bit", "", (), "sim", "sim_ns", extra={"jpeg_quality": jpeg_quality},
-            )
-        )  # fmt: skip
-    streams.append(
-        StreamDescriptor("annotations", "text", 0.0, (), "", "utf8", "", "", (), "user", "host_ns")
-    )
     return streams
 
 
-class SimSource:
-    """Produces packet ``k`` on demand; keeps only the counters of what it has already delivered."""
+def audio_stream(config: SimConfig) -> StreamDescriptor:
+    return StreamDescriptor(
+        "audio", "audio", float(config.audio_rate_hz), (-1, config.audio_channels), "int16", "pcm_s16le",
+        "PCM, full scale 32767", "", (), "sim", "sample_index", extra={"block": config.audio_block},
+    )  # fmt: skip
 
-    def __init__(self, config: SimConfig, jpeg_quality: int, t0_ns: int = 0) -> None:
+
+def camera_stream(config: SimConfig, cam: str, jpeg_quality: int) -> StreamDescriptor:
+    return StreamDescriptor(
+        f"camera_{cam}", "video", config.camera_fps, (config.camera_height, config.camera_width, 3),
+        "uint8", "jpeg", "BGR 8-bit", "", (), "sim", "sim_ns", extra={"jpeg_quality": jpeg_quality},
+    )  # fmt: skip
+
+
+def sim_streams(config: SimConfig, jpeg_quality: int) -> list[StreamDescriptor]:
+    streams = [*headset_streams(config), audio_stream(config)]
+    return streams + [camera_stream(config, cam, jpeg_quality) for cam in config.cameras]
+
+
+# --- samples -------------------------------------------------------------------------------------------
+
+
+def headset_samples(rig: SimRig, hands: bool, st: int, mono: int) -> dict[str, list[dict[str, Any]]]:
+    """Poses, controls and hands at sim time ``st`` ns, stamped ``mono``."""
+    t = st / 1e9
+
+    def pose(values: np.ndarray) -> dict[str, Any]:
+        return {
+            S_TIME: mono,
+            S_SOURCE_TIME: st,
+            S_DATA: values.astype("<f4").tobytes(),
+            S_VALID: POSE_ALL_VALID,
+        }
+
+    samples = {"head": [pose(rig.head_pose(t))]}
+    for side in SIDES:
+        samples[f"controller_{side}"] = [pose(rig.controller_pose(side, t))]
+        samples[f"controls_{side}"] = [
+            {S_TIME: mono, S_SOURCE_TIME: st, S_DATA: rig.controls(side, t).astype("<f4").tobytes()}
+        ]
+        if hands:
+            samples[f"hand_{side}"] = [pose(rig.hand_joints(side, t))]
+    return samples
+
+
+def audio_sample(rig: SimRig, index: int, block: int, rate: int, t0: int) -> tuple[dict[str, Any], float]:
+    """Block starting at sample ``index``, and its RMS level in dBFS."""
+    pcm = rig.audio_block(index, block)
+    sample = {
+        S_TIME: t0 + round(index * 1e9 / rate),
+        S_SOURCE_TIME: index,
+        S_INDEX: index,
+        S_COUNT: block,
+        S_DATA: pcm.astype("<i2").tobytes(),
+    }
+    rms = float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2)))
+    return sample, 20 * float(np.log10(max(rms, 1e-3) / 32768.0))
+
+
+class JpegEncoder:
+    def __init__(self, quality: int) -> None:
         import cv2  # only recording needs OpenCV; importing it costs a few hundred ms
 
         self._cv2 = cv2
+        self._params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+
+    def __call__(self, image: np.ndarray) -> bytes:
+        ok, data = self._cv2.imencode(".jpg", image, self._params)
+        if not ok:
+            raise RuntimeError("OpenCV could not JPEG-encode a frame")
+        return data.tobytes()
+
+
+def camera_sample(rig: SimRig, cam: str, k: int, fps: float, t0: int, encode: JpegEncoder) -> dict[str, Any]:
+    frame_ns = round(k * 1e9 / fps)
+    return {
+        S_TIME: t0 + frame_ns,
+        S_SOURCE_TIME: frame_ns,
+        S_FRAME: k,
+        S_DATA: encode(rig.camera_frame(cam, k)),
+    }
+
+
+def sim_clock(t0: int) -> dict[str, Any]:
+    return {"type": "offset", "mono_ns_at_zero": t0, "unit": "ns", "offset_ms": 0.0, "drift_ppm": 0.0}
+
+
+# --- live sources --------------------------------------------------------------------------------------
+
+
+class SimHeadset:
+    """Frame source: the engine polls it at each frame of its clock; sim time zero is the engine's t0."""
+
+    name = "sim"
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.rate_hz = config.headset_rate_hz
+        self.rig = SimRig(config)
+        self.t0 = 0
+
+    def streams(self) -> list[StreamDescriptor]:
+        return headset_streams(self.config)
+
+    def open(self) -> None:
+        for side in SIDES:  # one-time costs now, not as dropped frames at the start
+            self.rig.hand_joints(side, 0.0)
+
+    def start(self, t0: int) -> None:
+        self.t0 = t0
+
+    def frame(self, seq: int, t_ns: int) -> dict[str, list[dict[str, Any]]]:
+        return headset_samples(self.rig, self.config.hands, t_ns - self.t0, t_ns)
+
+    def close(self) -> None:
+        pass
+
+    def clock_info(self) -> dict[str, Any]:
+        return sim_clock(self.t0)
+
+    def live_stats(self) -> dict[str, Any]:
+        return {}
+
+
+class _SimPushSource:
+    """A thread that delivers items when their time (relative to t0) comes, like a device would."""
+
+    name = "sim"
+
+    def __init__(self, clock: SimHeadset | None = None) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._clock = clock  # sharing the sim headset's zero makes every sim stream one function of time
+        self.t0 = 0
+
+    def open(self) -> None:
+        pass
+
+    def start(self, sink: Any, t0: int | None = None) -> None:
+        if t0 is None:
+            t0 = self._clock.t0 if self._clock is not None else time.monotonic_ns()
+        self.t0 = t0
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, args=(sink,), name=f"vrcap-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _sleep_until(self, due_ns: int) -> bool:
+        """False when asked to stop."""
+        delay = (due_ns - time.monotonic_ns()) / 1e9
+        return not self._stop.wait(delay) if delay > 0 else not self._stop.is_set()
+
+    def _run(self, sink: Any) -> None:
+        raise NotImplementedError
+
+
+class SimMicrophone(_SimPushSource):
+    """Delivers audio blocks as a sound card would: each one as soon as its last sample has 'happened'."""
+
+    def __init__(self, config: SimConfig, clock: SimHeadset | None = None) -> None:
+        super().__init__(clock)
+        self.config = config
+        self.name = "sim-audio"
+        self.rig = SimRig(config)
+        self.level_dbfs = float("-inf")
+        self.blocks = 0
+
+    def streams(self) -> list[StreamDescriptor]:
+        return [audio_stream(self.config)]
+
+    def _run(self, sink: Any) -> None:
+        cfg = self.config
+        index = 0
+        while True:
+            due = self.t0 + round((index + cfg.audio_block) * 1e9 / cfg.audio_rate_hz)
+            if not self._sleep_until(due):
+                return
+            sample, level = audio_sample(self.rig, index, cfg.audio_block, cfg.audio_rate_hz, self.t0)
+            sink.put("audio", sample)
+            self.level_dbfs = max(self.level_dbfs, level)
+            self.blocks += 1
+            index += cfg.audio_block
+
+    def clock_info(self) -> dict[str, Any]:
+        rate = self.config.audio_rate_hz
+        return {
+            "type": "linear",
+            "unit": "sample_index",
+            "segments": [{"from_index": 0, "a_ns": float(self.t0), "b_ns": 1e9 / rate}],
+            "offset_ms": 0.0,
+            "drift_ppm": 0.0,
+        }
+
+    def live_stats(self) -> dict[str, Any]:
+        level, self.level_dbfs = self.level_dbfs, float("-inf")  # loudest block since the last look: a meter
+        return {"level_dbfs": level, "blocks": self.blocks}
+
+
+class SimCamera(_SimPushSource):
+    """Renders and JPEG-encodes frames on its own thread at the camera's rate, as a USB camera would."""
+
+    def __init__(
+        self, config: SimConfig, cam: str, jpeg_quality: int, clock: SimHeadset | None = None
+    ) -> None:
+        super().__init__(clock)
+        self.config = config
+        self.cam = cam
+        self.name = f"sim-camera-{cam}"
+        self.jpeg_quality = jpeg_quality
+        self.rig = SimRig(config)
+        self.encode: JpegEncoder | None = None
+        self.frames = 0
+
+    def streams(self) -> list[StreamDescriptor]:
+        return [camera_stream(self.config, self.cam, self.jpeg_quality)]
+
+    def open(self) -> None:
+        self.encode = JpegEncoder(self.jpeg_quality)
+        self.encode(self.rig.camera_frame(self.cam, 0))  # warm up the renderer and the codec
+
+    def _run(self, sink: Any) -> None:
+        assert self.encode is not None, "open() before start()"
+        fps, k, stream = self.config.camera_fps, 0, f"camera_{self.cam}"
+        while self._sleep_until(self.t0 + round(k * 1e9 / fps)):
+            sink.put(stream, camera_sample(self.rig, self.cam, k, fps, self.t0, self.encode))
+            self.frames += 1
+            k += 1
+
+    def clock_info(self) -> dict[str, Any]:
+        return sim_clock(self.t0)
+
+    def live_stats(self) -> dict[str, Any]:
+        return {"frames": self.frames}
+
+
+# --- offline ---------------------------------------------------------------------------------------------
+
+
+class SimPacketGenerator:
+    """Packet ``seq`` of a sim session on demand, without waiting: benchmarks and fixtures."""
+
+    def __init__(self, config: SimConfig, jpeg_quality: int = 90, t0_ns: int = 0) -> None:
         self.config = config
         self.rig = SimRig(config)
         self.t0_ns = t0_ns
-        self.jpeg_params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
+        self.encode = JpegEncoder(jpeg_quality)
         self.streams = sim_streams(config, jpeg_quality)
-        self._next_audio = 0  # index of the next audio sample to deliver
-        self._next_frame = 0  # next camera frame number to deliver
-        self._peak_dbfs = float("-inf")
-        self._warm_up()
-
-    def _warm_up(self) -> None:
-        """Pay one-time costs (lazy renders, codec set-up) now, not as dropped frames at the start."""
-        for cam in self.config.cameras:
-            self._cv2.imencode(".jpg", self.rig.camera_frame(cam, 0), self.jpeg_params)
-        self.rig.audio_block(0, self.config.audio_block)
-        for side in SIDES:
-            self.rig.hand_joints(side, 0.0)
-
-    def take_audio_level(self) -> float:
-        """Loudest block (RMS, dBFS) since the last call: what a level meter shows."""
-        level, self._peak_dbfs = self._peak_dbfs, float("-inf")
-        return level
-
-    def start(self, t0_ns: int) -> int:
-        """Pin sim time zero to host monotonic ``t0_ns``; returns it."""
-        self.t0_ns = t0_ns
-        return t0_ns
-
-    def clocks(self) -> dict[str, Any]:
-        """The sim's clocks are exact: a sample index maps to monotonic time with no drift."""
-        return {
-            "sim": {"type": "offset", "mono_ns_at_zero": self.t0_ns, "unit": "ns"},
-            "audio": {
-                "type": "linear",
-                "unit": "sample_index",
-                "segments": [
-                    {"from_index": 0, "a_ns": float(self.t0_ns), "b_ns": 1e9 / self.config.audio_rate_hz}
-                ],
-            },
-        }
+        self._next_audio = 0
+        self._next_frame = 0
 
     def offset_ns(self, seq: int) -> int:
         return round(seq * 1e9 / self.config.headset_rate_hz)
 
     def packet(self, seq: int) -> dict[str, Any]:
-        st = self.offset_ns(seq)
-        t = st / 1e9
-        rig, mono = self.rig, self.t0_ns + st
-        samples: dict[str, list[dict[str, Any]]] = {}
-
-        def pose(values: np.ndarray) -> dict[str, Any]:
-            return {
-                S_TIME: mono,
-                S_SOURCE_TIME: st,
-                S_DATA: values.astype("<f4").tobytes(),
-                S_VALID: POSE_ALL_VALID,
-            }
-
-        samples["head"] = [pose(rig.head_pose(t))]
-        for side in SIDES:
-            samples[f"controller_{side}"] = [pose(rig.controller_pose(side, t))]
-            samples[f"controls_{side}"] = [
-                {S_TIME: mono, S_SOURCE_TIME: st, S_DATA: rig.controls(side, t).astype("<f4").tobytes()}
-            ]
-            if self.config.hands:
-                samples[f"hand_{side}"] = [pose(rig.hand_joints(side, t))]
-        audio = self._audio_until(st)
-        if audio:
-            samples["audio"] = audio
-        samples.update(self._frames_until(st))
-        return {SEQ: seq, TIME: mono, SOURCE_TIME: st, SAMPLES: samples}
-
-    def _audio_until(self, st_ns: int) -> list[dict[str, Any]]:
-        cfg = self.config
-        block, rate = cfg.audio_block, cfg.audio_rate_hz
-        available = st_ns * rate // 1_000_000_000  # samples whose time has come
-        out = []
-        while self._next_audio + block <= available:
-            i = self._next_audio
-            pcm = self.rig.audio_block(i, block)
-            out.append(
-                {
-                    S_TIME: self.t0_ns + round(i * 1e9 / rate),
-                    S_SOURCE_TIME: i,
-                    S_INDEX: i,
-                    S_COUNT: block,
-                    S_DATA: pcm.astype("<i2").tobytes(),
-                }
+        cfg, st = self.config, self.offset_ns(seq)
+        mono = self.t0_ns + st
+        samples = headset_samples(self.rig, cfg.hands, st, mono)
+        available = st * cfg.audio_rate_hz // 1_000_000_000
+        while self._next_audio + cfg.audio_block <= available:
+            block, _ = audio_sample(
+                self.rig, self._next_audio, cfg.audio_block, cfg.audio_rate_hz, self.t0_ns
             )
-            self._next_audio = i + block
-            rms = float(np.sqrt(np.mean(pcm.astype(np.float32) ** 2)))
-            self._peak_dbfs = max(self._peak_dbfs, 20 * np.log10(max(rms, 1e-3) / 32768.0))
-        return out
-
-    def _frames_until(self, st_ns: int) -> dict[str, list[dict[str, Any]]]:
-        """Camera frames whose time has come, JPEG-encoded as a camera would deliver them."""
-        out: dict[str, list[dict[str, Any]]] = {}
-        fps = self.config.camera_fps
-        while (frame_ns := round(self._next_frame * 1e9 / fps)) <= st_ns:
-            k = self._next_frame
-            for cam in self.config.cameras:
-                ok, jpeg = self._cv2.imencode(".jpg", self.rig.camera_frame(cam, k), self.jpeg_params)
-                if not ok:
-                    raise RuntimeError(f"OpenCV could not JPEG-encode sim frame {k} of camera {cam}")
-                out.setdefault(f"camera_{cam}", []).append(
-                    {
-                        S_TIME: self.t0_ns + frame_ns,
-                        S_SOURCE_TIME: frame_ns,
-                        S_FRAME: k,
-                        S_DATA: jpeg.tobytes(),
-                    }
+            samples.setdefault("audio", []).append(block)
+            self._next_audio += cfg.audio_block
+        while round(self._next_frame * 1e9 / cfg.camera_fps) <= st:
+            for cam in cfg.cameras:
+                sample = camera_sample(
+                    self.rig, cam, self._next_frame, cfg.camera_fps, self.t0_ns, self.encode
                 )
+                samples.setdefault(f"camera_{cam}", []).append(sample)
             self._next_frame += 1
-        return out
+        return {SEQ: seq, TIME: mono, SOURCE_TIME: st, SAMPLES: samples}

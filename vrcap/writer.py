@@ -6,8 +6,10 @@
     ├── packets-000001.vrc
     └── index.vri             seq → (segment, offset, time), appended at every flush
 
-Records are gathered in memory and handed to the OS, then fsync'ed, every ``flush_interval_s``: a crash
-loses at most the packets of the last interval, and the reader stops cleanly at whatever was torn.
+Each record goes to the OS as it is written (one ``writev``, no copy of the payload), so a killed process loses
+nothing; ``fsync`` runs every ``flush_interval_s``, so a power cut loses at most the last interval. The index is
+appended at each flush, after the data it points to. A reserve file set aside at start is released when the disk
+fills up, so session.json and the index can still be finalized.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from vrcap.records import (
 from vrcap.streams import StreamDescriptor
 
 SEGMENT_PATTERN = "packets-{:06d}.vrc"
+RESERVE_FILE = ".reserve"
 
 
 def segment_name(number: int) -> str:
@@ -53,7 +56,7 @@ class WriterConfig:
     compress_min_saving: float = 0.1
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES  # refuse to write what readers would refuse to read
     fsync: bool = True  # False only for benchmarks and throwaway sessions: a crash then loses OS buffers too
-    buffer_max_bytes: int = 8 * 1024 * 1024  # hand data to the OS early when this much is pending
+    reserve_bytes: int = 256 * 1024  # set aside at start, freed on a full disk to finalize session.json
 
     def __post_init__(self) -> None:
         if not self.flush_interval_s > 0:
@@ -85,7 +88,6 @@ class SessionWriter:
         self._segment_bytes = 0
         self._segment_first_t: int | None = None
         self._segment_info: dict[str, Any] = {}
-        self._pending = bytearray()
         self._pending_index = bytearray()
         self._last_flush = time.monotonic()
         self._last_seq: int | None = None
@@ -134,6 +136,8 @@ class SessionWriter:
             writer._index_fd = os.open(path / INDEX_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             writer._write_fd(writer._index_fd, encode_index_header())
             writer._open_segment(0)
+            if writer.config.reserve_bytes:
+                (path / RESERVE_FILE).write_bytes(bytes(writer.config.reserve_bytes))
             fsync_dir(path)
         except OSError as exc:
             writer._abandon()
@@ -166,15 +170,12 @@ class SessionWriter:
         if self._should_rotate(t, len(payload)):
             self._rotate()
         offset = self._segment_bytes
-        self._pending += encode_record(RecordKind.PACKET, flags, payload)
-        self._pending += payload
+        self._append_record(encode_record(RecordKind.PACKET, flags, payload), payload, offset)
         self._pending_index += encode_entry(seq, t, self._segment_number, offset)
         size = RECORD_HEADER_SIZE + len(payload)
         self._segment_bytes += size
         self._note_packet(packet, seq, t)
         self.bytes_written += size
-        if len(self._pending) >= self.config.buffer_max_bytes:
-            self._write_pending()
         self.maybe_flush()
         return size
 
@@ -195,7 +196,6 @@ class SessionWriter:
         """Data first, then the index that points into it: the index never names an unwritten record."""
         self._last_flush = time.monotonic()
         try:
-            self._write_pending()
             if self.config.fsync:
                 os.fsync(self._segment_fd)
             if self._pending_index:
@@ -212,8 +212,13 @@ class SessionWriter:
         if self._closed:
             return
         self._closed = True
+        (self.path / RESERVE_FILE).unlink(missing_ok=True)  # on a full disk, this is the room to finish in
+        problem: WriterError | None = None
         try:
             self.flush()
+        except WriterError as exc:
+            problem = exc  # the records are whole (see _append_record); finalize what is there
+        try:
             self._finish_segment()
             self.meta.status = STATUS_COMPLETE
             wall = time.time_ns()
@@ -229,6 +234,8 @@ class SessionWriter:
             raise self._os_error(exc, "closing") from exc
         finally:
             self._abandon()
+        if problem is not None:
+            raise problem
 
     def __enter__(self) -> SessionWriter:
         return self
@@ -310,10 +317,17 @@ class SessionWriter:
         os.close(self._segment_fd)
         self._segment_fd = -1
 
-    def _write_pending(self) -> None:
-        if self._pending:
-            self._write_fd(self._segment_fd, self._pending)
-            self._pending.clear()
+    def _append_record(self, header: bytes, payload: bytes, offset: int) -> None:
+        """Write one record whole, or leave the segment as it was: a failed write never leaves a torn record."""
+        try:
+            written = os.writev(self._segment_fd, [header, payload])
+            if written < len(header) + len(payload):
+                self._write_fd(self._segment_fd, (header + payload)[written:])
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._segment_fd, offset)
+                os.lseek(self._segment_fd, offset, os.SEEK_SET)
+            raise self._os_error(exc, "writing") from exc
 
     @staticmethod
     def _write_fd(fd: int, data: bytes | bytearray) -> None:
