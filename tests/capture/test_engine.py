@@ -1,0 +1,123 @@
+"""The engine as the server will drive it: repeated start/stop, a full disk, the drop policy, live stats."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from capture.config import CaptureConfig, RecordConfig
+from capture.engine import CaptureEngine, LiveStats
+from capture.session import make_engine
+from capture.sim import SimConfig
+from tests.helpers import run_vrcap
+from vrcap.errors import CaptureError, WriterError
+from vrcap.metadata import load_meta
+from vrcap.validate import validate_session
+from vrcap.writer import WriterConfig
+
+
+def _engine(path: Path, duration: float, **writer: object) -> CaptureEngine:
+    config = CaptureConfig(
+        record=RecordConfig(duration_s=duration),
+        writer=WriterConfig(**{"fsync": False, **writer}),  # type: ignore[arg-type]
+        sim=SimConfig(camera_width=320, camera_height=240),
+    )
+    return make_engine(path, config)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_recordings_in_a_row_leave_nothing_open(tmp_path: Path) -> None:
+    asyncio.run(_engine(tmp_path / "warm", 0.3).run())
+    threads, fds = set(threading.enumerate()), _open_fds()
+    for i in range(3):
+        result = asyncio.run(_engine(tmp_path / f"r{i}", 0.5).run())
+        assert result.frames >= 40
+        assert validate_session(tmp_path / f"r{i}").ok
+    leftover = [t.name for t in set(threading.enumerate()) - threads if t.is_alive()]
+    assert leftover == []
+    assert _open_fds() == fds
+
+
+def test_live_stats_stream_and_annotation_after_stop(tmp_path: Path) -> None:
+    engine = _engine(tmp_path / "live", 1.0)
+    seen: list[LiveStats] = []
+
+    async def main() -> None:
+        task = asyncio.create_task(engine.run())
+        async for stats in engine.live(0.1):
+            seen.append(LiveStats(**stats.to_dict()))
+        await task
+
+    asyncio.run(main())
+    recording = [s for s in seen if s.state == "recording"]
+    assert len(recording) >= 6  # ~5 a second at 0.1 s interval over 1 s, allowing start-up
+    frames = [s.frames for s in recording]
+    assert frames == sorted(frames) and frames[-1] >= 80
+    assert seen[-1].state == "stopped"
+    assert recording[-1].samples["camera_left"] >= 25 and recording[-1].bytes_written > 0
+    assert "headset" not in recording[-1].clocks and "sim-audio" in recording[-1].clocks
+    with pytest.raises(CaptureError, match="not running"):
+        engine.annotate("too late")
+
+
+def test_camera_frames_are_dropped_first_and_counted(tmp_path: Path) -> None:
+    """With the writer's soft limit at zero every camera frame is shed; poses and audio all arrive."""
+    engine = _engine(tmp_path / "shed", 1.0)
+
+    async def main() -> None:
+        task = asyncio.create_task(engine.run())
+        while engine._writer_thread is None:  # noqa: SLF001 - the test tightens the limit once it exists
+            await asyncio.sleep(0.001)
+        engine._writer_thread.soft_limit = -1  # noqa: SLF001
+        await task
+
+    asyncio.run(main())
+    meta = load_meta(tmp_path / "shed")
+    drops = meta.stats["drops"]
+    assert drops.get("camera_left", 0) >= 25 and drops.get("camera_right", 0) >= 25
+    assert meta.stats["samples"]["camera_left"] <= 1
+    assert "head" not in drops and "audio" not in drops
+    report = validate_session(tmp_path / "shed")
+    assert report.streams["audio"].gaps == 0 and report.dropped_frames <= 1
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot mount a small tmpfs to test a full disk: {done.stderr.strip()}")
+        pytest.skip(f"a full-disk test needs root to mount a small tmpfs ({done.stderr.strip()})")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_full_disk_stops_cleanly_and_leaves_a_valid_session(small_disk: Path) -> None:
+    with pytest.raises(WriterError, match="disk full"):
+        asyncio.run(_engine(small_disk / "full", 20.0).run())
+    session = small_disk / "full"
+    meta = load_meta(session)
+    assert meta.status == "complete" and meta.stop is not None and "disk full" in meta.stop["reason"]
+    report = validate_session(session)
+    assert report.ok, [f.message for f in report.errors]
+    assert report.packets > 50  # ~5 MB of frames went in before the disk filled
+
+
+def test_full_disk_through_the_cli_is_one_line(small_disk: Path) -> None:
+    result = run_vrcap("record", "--session", "full", "--root", str(small_disk), "--duration", "20")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "disk full" in errors[0] and "Traceback" not in result.stderr
+    assert run_vrcap("validate", str(small_disk / "full")).returncode == 0
