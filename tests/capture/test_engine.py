@@ -74,9 +74,9 @@ def test_camera_frames_are_dropped_first_and_counted(tmp_path: Path) -> None:
 
     async def main() -> None:
         task = asyncio.create_task(engine.run())
-        while engine._writer_thread is None:  # noqa: SLF001 - the test tightens the limit once it exists
+        while engine._writer_thread is None:
             await asyncio.sleep(0.001)
-        engine._writer_thread.soft_limit = -1  # noqa: SLF001
+        engine._writer_thread.soft_limit = -1
         await task
 
     asyncio.run(main())
