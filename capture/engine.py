@@ -5,8 +5,10 @@
                                                           │
                                                           └──► LiveStats (async stream, status line, server)
 
-The frame clock is the headset's rate: frame ``k`` is due at ``t0 + k/rate``. A loop more than a frame late skips
-to the current frame, as a compositor would; the skipped sequence numbers are the session's dropped frames.
+The frame clock is the headset's rate: frame ``k`` is due at ``t0 + k/rate``. A loop that falls behind catches
+up, producing the late frames at their due times, as long as it is less than ``MAX_CATCH_UP_S`` behind (OpenXR
+can still locate poses that recent); further behind it skips to the current frame, as a compositor would, and
+the skipped sequence numbers are the session's dropped frames.
 Start and stop can be called from code any number of times in one process: ``run()`` releases every thread,
 file and device in ``finally``.
 """
@@ -34,6 +36,7 @@ from vrcap.streams import StreamDescriptor
 from vrcap.writer import SessionWriter, WriterConfig
 
 ANNOTATION_STREAM = "annotations"
+MAX_CATCH_UP_S = 0.1
 ANNOTATION_KINDS = ("instruction", "transcript", "marker")
 ANNOTATION_CHANNELS = ("internal", "external")
 
@@ -203,7 +206,7 @@ class CaptureEngine:
             if lag < 0:
                 await asyncio.sleep(-lag / 1e9)
                 continue  # re-check the stop flag and the time after sleeping
-            if lag > period:  # more than a frame late: skip to the current frame
+            if lag > MAX_CATCH_UP_S * 1e9:  # too far behind to catch up: skip to the current frame
                 skipped = int(lag // period)
                 if last is not None:
                     skipped = min(skipped, last - 1 - seq)

@@ -39,12 +39,49 @@ def cmd_record(args: argparse.Namespace) -> int:
         overrides.append(f"record.source={args.source}")
     if args.duration is not None:
         overrides.append(f"record.duration_s={args.duration}")
+    if args.audio is not None:
+        overrides.append(f"record.audio={args.audio}")
+    if args.camera:
+        overrides.append("record.cameras=" + json.dumps(args.camera))
     result = record_session(args.session, root=args.root, config_path=args.config, overrides=overrides)
     print(
         f"recorded {result.path}: {result.frames} frames, {result.duration_s:.2f} s, "
         f"{result.dropped_frames} dropped ({result.stop_reason})",
         file=sys.stderr,
     )
+    return EXIT_OK
+
+
+# --- devices -----------------------------------------------------------------------------------------
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from capture.devices import list_devices
+
+    found = list_devices()
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return EXIT_OK
+    console = _console()
+    console.print("[bold]Microphones[/] (--audio NAME or INDEX)")
+    for mic in found["audio"]:
+        console.print(
+            f"  {mic.get('index')!s:>3}  {mic.get('name')}  ({mic.get('max_input_channels', '?')} ch)"
+        )
+    if not found["audio"]:
+        console.print("  none found (is PulseAudio/PipeWire running? is a microphone plugged in?)")
+    console.print("[bold]Cameras[/] (--camera NAME=SPEC)")
+    for cam in found["cameras"]:
+        console.print(f"  {cam}")
+    if not found["cameras"]:
+        console.print("  no local cameras; video files and network streams work as --camera NAME=URL")
+    xr = found["openxr"]
+    console.print("[bold]OpenXR[/] (--source openxr)")
+    if xr.get("available"):
+        console.print(f"  runtime {xr.get('runtime')} {xr.get('runtime_version')}, system {xr.get('system')}")
+        console.print(f"  extensions: {', '.join(xr.get('extensions', []))}")
+    else:
+        console.print(f"  unavailable: {xr.get('reason')}")
     return EXIT_OK
 
 
@@ -115,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--source", choices=["sim"], default=None, help="pose source (default from the config: sim)"
     )
     rec.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
+    rec.add_argument("--audio", default=None, metavar="DEVICE", help="microphone name or index, sim, or none")
+    rec.add_argument(
+        "--camera", action="append", default=[], metavar="NAME=SPEC",
+        help="a camera: index, /dev/videoN, video file or http/rtsp/udp/tcp URL; repeat for more",
+    )  # fmt: skip
     rec.add_argument(
         "--config", type=Path, default=None, help="capture config YAML (default configs/capture.yaml)"
     )
@@ -135,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--summary", action="store_true", help="one row per session")
     val.add_argument("--json", action="store_true", help="machine-readable report")
     val.set_defaults(func=cmd_validate)
+
+    dev = sub.add_parser("devices", help="list microphones, cameras and the OpenXR runtime")
+    dev.add_argument("--json", action="store_true", help="an object with keys audio, cameras, openxr")
+    dev.set_defaults(func=cmd_devices)
 
     inf = sub.add_parser("info", help="streams, rates, duration and size of a session")
     inf.add_argument("path", metavar="PATH")

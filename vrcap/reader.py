@@ -11,23 +11,24 @@ from __future__ import annotations
 import mmap
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from vrcap.errors import CorruptRecord, FormatError, NotASession, TruncatedRecord, WriterError
+from vrcap.errors import CorruptRecord, FormatError, NotASession, RecordTooLarge, TruncatedRecord, WriterError
 from vrcap.index import INDEX_FILE, SessionIndex
 from vrcap.metadata import STATUS_RECORDING, SessionMeta, load_meta
 from vrcap.packets import SEQ, TIME, decode_payload
 from vrcap.records import (
     DEFAULT_MAX_RECORD_BYTES,
     KNOWN_FLAGS,
+    RECORD_HEADER,
     RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
     RecordHeader,
     RecordKind,
     decode_record_header,
     decode_segment_header,
+    header_check,
     payload_crc,
 )
 
@@ -40,14 +41,6 @@ def list_segments(session_dir: Path) -> list[Path]:
 
 def is_session_dir(path: Path) -> bool:
     return (path / "session.json").is_file()
-
-
-@dataclass(frozen=True, slots=True)
-class RecordRef:
-    """Where a record lives; the payload itself is read on demand."""
-
-    segment: Path
-    header: RecordHeader
 
 
 class _Mapping:
@@ -92,16 +85,62 @@ def iter_segment(
         mapping.close()
 
 
-def decode_record(path: Path, header: RecordHeader, payload: bytes | memoryview) -> dict[str, Any]:
+def iter_packet_payloads(
+    path: Path, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, verify: bool = True
+) -> Iterator[tuple[int, int, memoryview]]:
+    """(offset, flags, payload view) of each packet record: the hot path of every reader, kept flat.
+
+    The same checks as ``iter_segment`` in one loop with no per-record objects; records of kinds or flags this
+    version does not know are skipped by their length. ``verify=False`` skips the payload CRC (the header check
+    still runs) for trusted bulk reads of sessions that `vrcap validate` has passed.
+    """
+    unpack, check, seeds = RECORD_HEADER.unpack_from, header_check, _PACKET_SEEDS
+    mapping = _Mapping(path)
     try:
-        packet = decode_payload(header.flags, payload)
+        buf, size = mapping.view, mapping.size
+        decode_segment_header(buf, path)
+        offset = SEGMENT_HEADER_SIZE
+        while offset < size:
+            if size - offset < RECORD_HEADER_SIZE:
+                raise TruncatedRecord(path, offset, RECORD_HEADER_SIZE, size - offset)
+            length, crc, kind, flags, hcheck = unpack(buf, offset)
+            if check(length, crc, kind, flags) != hcheck:
+                raise CorruptRecord(path, offset, "record header check failed")
+            if length > max_record_bytes:
+                raise RecordTooLarge(path, offset, length, max_record_bytes)
+            start = offset + RECORD_HEADER_SIZE
+            end = start + length
+            if end > size:
+                raise TruncatedRecord(path, offset, RECORD_HEADER_SIZE + length, size - offset)
+            payload = buf[start:end]
+            try:
+                known = (kind, flags) in seeds
+                if (verify or not known) and payload_crc(kind, flags, payload) != crc:
+                    raise CorruptRecord(path, offset, "payload checksum (CRC-32) mismatch")
+                if known:
+                    yield offset, flags, payload
+            finally:
+                payload.release()
+            offset = end
+    finally:
+        mapping.close()
+
+
+def decode_record(path: Path, header: RecordHeader, payload: bytes | memoryview) -> dict[str, Any]:
+    return _decode(path, header.offset, header.flags, payload)
+
+
+def _decode(path: Path, offset: int, flags: int, payload: bytes | memoryview) -> dict[str, Any]:
+    try:
+        packet = decode_payload(flags, payload)
     except Exception as exc:  # lz4 and msgpack raise many types; all mean "these bytes are not a packet"
-        raise CorruptRecord(
-            path, header.offset, f"payload does not decode ({type(exc).__name__}: {exc})"
-        ) from exc
+        raise CorruptRecord(path, offset, f"payload does not decode ({type(exc).__name__}: {exc})") from exc
     if SEQ not in packet or TIME not in packet:
-        raise CorruptRecord(path, header.offset, "packet lacks 'seq' or 't'")
+        raise CorruptRecord(path, offset, "packet lacks 'seq' or 't'")
     return packet
+
+
+_PACKET_SEEDS = frozenset((int(RecordKind.PACKET), f) for f in range(KNOWN_FLAGS + 1))
 
 
 def is_packet_record(header: RecordHeader) -> bool:
@@ -123,21 +162,24 @@ class SessionReader:
 
     # --- streaming ----------------------------------------------------------------------------------
 
-    def records(self, errors: ErrorMode = "raise") -> Iterator[tuple[RecordRef, dict[str, Any]]]:
-        """Every packet with where it lives, in file order."""
+    def records(
+        self, errors: ErrorMode = "raise", verify: bool = True
+    ) -> Iterator[tuple[int, int, dict[str, Any]]]:
+        """(segment number, byte offset, packet) of every packet, in file order."""
         self.problem = None
         try:
             for segment in self.segments:
-                for header, payload in iter_segment(segment, self.max_record_bytes):
-                    if is_packet_record(header):
-                        yield RecordRef(segment, header), decode_record(segment, header, payload)
+                number = int(segment.stem.split("-")[1])
+                for offset, flags, payload in iter_packet_payloads(segment, self.max_record_bytes, verify):
+                    yield number, offset, _decode(segment, offset, flags, payload)
         except FormatError as exc:
             if errors == "raise":
                 raise
             self.problem = exc
 
-    def packets(self, errors: ErrorMode = "raise") -> Iterator[dict[str, Any]]:
-        for _, packet in self.records(errors):
+    def packets(self, errors: ErrorMode = "raise", verify: bool = True) -> Iterator[dict[str, Any]]:
+        """Every packet in order; ``verify=False`` trusts payload checksums (for sessions already validated)."""
+        for _, _, packet in self.records(errors, verify):
             yield packet
 
     # --- random access ------------------------------------------------------------------------------
@@ -149,10 +191,7 @@ class SessionReader:
         return self._index
 
     def scan_index(self, errors: ErrorMode = "raise") -> SessionIndex:
-        rows = []
-        for ref, packet in self.records(errors):
-            number = int(ref.segment.stem.split("-")[1])
-            rows.append((int(packet[SEQ]), int(packet[TIME]), number, ref.header.offset))
+        rows = [(int(p[SEQ]), int(p[TIME]), number, offset) for number, offset, p in self.records(errors)]
         return SessionIndex.from_entries(rows)
 
     def packet_at(self, seq: int) -> dict[str, Any]:
@@ -221,4 +260,4 @@ class SessionReader:
         return packet
 
 
-__all__ = ["RecordRef", "SessionReader", "TruncatedRecord", "is_session_dir", "iter_segment", "list_segments"]
+__all__ = ["SessionReader", "TruncatedRecord", "is_session_dir", "iter_segment", "list_segments"]

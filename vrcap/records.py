@@ -13,6 +13,11 @@ from pathlib import Path
 
 from vrcap.errors import CorruptRecord, RecordTooLarge, TruncatedRecord, UnsupportedVersion
 
+try:  # ISA-L's CRC-32 is the same function as zlib's, ~20x faster with carry-less multiply instructions
+    from isal.isal_zlib import crc32
+except ImportError:  # pragma: no cover - platforms without an isal wheel fall back to zlib
+    from zlib import crc32
+
 FORMAT_MAJOR = 1
 FORMAT_MINOR = 0
 FORMAT_VERSION = f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
@@ -43,9 +48,13 @@ class RecordFlags(IntFlag):
 KNOWN_FLAGS = int(RecordFlags.LZ4)
 
 
+_CRC_SEEDS = {(k, f): zlib.crc32(bytes((k, f))) for k in range(256) for f in range(4)}
+
+
 def payload_crc(kind: int, flags: int, payload: bytes | memoryview) -> int:
     """CRC-32 (zlib's polynomial) of kind, flags and payload: a flipped flag is caught like a flipped byte."""
-    return zlib.crc32(payload, zlib.crc32(bytes((kind, flags))))
+    seed = _CRC_SEEDS.get((kind, flags))
+    return crc32(payload, zlib.crc32(bytes((kind, flags))) if seed is None else seed)
 
 
 def header_check(length: int, crc: int, kind: int, flags: int) -> int:

@@ -91,3 +91,32 @@ def test_compressible_packets_are_compressed_and_jpeg_like_are_not(tmp_path: Pat
     flags = [h.flags for h, _ in iter_segment(path / "packets-000000.vrc")]
     assert flags == [RecordFlags.LZ4, RecordFlags.NONE]
     assert (path / "packets-000000.vrc").stat().st_size < 20000 + 2000
+
+
+def test_segments_rotate_by_size_and_by_duration(tmp_path: Path) -> None:
+    from tests.helpers import synthetic_packet
+    from vrcap.validate import validate_session
+
+    blob = {"seq": 0, "t": 0, "s": {"x": [{"d": bytes(300_000)}]}}
+    by_size = tmp_path / "size"
+    with SessionWriter.create(
+        by_size, STREAMS, config=WriterConfig(fsync=False, segment_max_bytes=1 << 20, compress=False)
+    ) as w:
+        for seq in range(10):
+            w.write_packet({**blob, "seq": seq, "t": seq})
+    files = sorted(p.name for p in by_size.glob("packets-*.vrc"))
+    assert files == ["packets-000000.vrc", "packets-000001.vrc", "packets-000002.vrc", "packets-000003.vrc"]
+    assert all(p.stat().st_size <= 1 << 20 for p in by_size.glob("packets-*.vrc"))
+    with SessionReader(by_size) as r:
+        assert [p["seq"] for p in r.packets()] == list(range(10))
+        assert r.packet_at(9)["seq"] == 9 and r.index.find_seq(9).segment == 3  # type: ignore[union-attr]
+    assert validate_session(by_size).ok
+    by_time = tmp_path / "time"
+    with SessionWriter.create(
+        by_time, STREAMS, config=WriterConfig(fsync=False, segment_max_seconds=1.0)
+    ) as w:
+        for seq in range(300):  # 90 Hz for 3.3 s: a new segment every second
+            w.write_packet(synthetic_packet(seq))
+    segments = [s["records"] for s in SessionReader(by_time).meta.segments]
+    assert segments == [91, 91, 91, 27]  # 90 intervals of 11.11 ms are just under 1 s, so 91 frames fit
+    assert validate_session(by_time).ok
