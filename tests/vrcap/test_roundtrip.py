@@ -94,6 +94,7 @@ def test_compressible_packets_are_compressed_and_jpeg_like_are_not(tmp_path: Pat
 
 
 def test_segments_rotate_by_size_and_by_duration(tmp_path: Path) -> None:
+    from tests.helpers import STREAMS as SYNTHETIC_STREAMS
     from tests.helpers import synthetic_packet
     from vrcap.validate import validate_session
 
