@@ -114,7 +114,7 @@ def test_segments_rotate_by_size_and_by_duration(tmp_path: Path) -> None:
     assert validate_session(by_size).ok
     by_time = tmp_path / "time"
     with SessionWriter.create(
-        by_time, STREAMS, config=WriterConfig(fsync=False, segment_max_seconds=1.0)
+        by_time, SYNTHETIC_STREAMS, config=WriterConfig(fsync=False, segment_max_seconds=1.0)
     ) as w:
         for seq in range(300):  # 90 Hz for 3.3 s: a new segment every second
             w.write_packet(synthetic_packet(seq))
