@@ -35,12 +35,10 @@ def build_sources(config: CaptureConfig) -> tuple[FrameSource, list[PushSource]]
         device: str | int = int(audio) if audio.isdigit() else audio
         push.append(AudioSource(AudioConfig(device=device)))
     if rec.cameras:
-        from dataclasses import replace
-
         from capture.camera import CameraSource, parse_camera_arg
 
         for spec in rec.cameras:
-            push.append(CameraSource(replace(parse_camera_arg(spec), jpeg_quality=rec.jpeg_quality)))
+            push.append(CameraSource(parse_camera_arg(spec, jpeg_quality=rec.jpeg_quality)))
     else:
         push.extend(SimCamera(config.sim, cam, rec.jpeg_quality, headset) for cam in config.sim.cameras)
     return frame_source, push
