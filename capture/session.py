@@ -65,11 +65,12 @@ async def _record(engine: CaptureEngine, status_line: StatusLine | None, interva
     async def show() -> None:
         last: LiveStats | None = None
         async for stats in engine.live(interval):
-            last = stats
-            if status_line is not None and stats.state == "recording":
-                status_line.update(stats)
-        if status_line is not None and last is not None:
-            status_line.finish(last)
+            if stats.state == "recording":
+                last = stats
+                if status_line is not None:
+                    status_line.update(stats)
+        if status_line is not None and last is not None:  # a recording that never started shows no status
+            status_line.finish(engine.stats)
 
     shower = asyncio.create_task(show())
     try:

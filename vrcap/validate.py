@@ -242,6 +242,12 @@ def validate_session(path: Path) -> ValidationReport:
     report.packets, report.last_seq = len(times), last_seq
     _timing(report, np.frombuffer(times, dtype=np.int64) if times else np.zeros(0, np.int64))
     tracker.finish(meta)
+    for incident in meta.incidents:
+        report.add(
+            "warning",
+            "incident",
+            f"{incident.get('stream')}: {incident.get('kind')}: {incident.get('message')}",
+        )
     if report.dropped_frames:
         report.add("warning", "dropped-frames", f"{report.dropped_frames} frames dropped (gaps in seq)")
     _check_metadata(report, meta, path, rows)
