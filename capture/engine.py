@@ -310,7 +310,10 @@ class CaptureEngine:
             if "level_dbfs" in live and live["level_dbfs"] is not None and math.isfinite(live["level_dbfs"]):
                 s.audio_dbfs = float(live["level_dbfs"])
             info = source.clock_info()
-            s.clocks[source.name] = {k: info[k] for k in ("offset_ms", "drift_ppm") if k in info}
+            figures = {k: info[k] for k in ("offset_ms", "drift_ppm") if k in info}
+            if "offset_ns" in info:
+                figures["offset_ms"] = info["offset_ns"] / 1e6
+            s.clocks[source.name] = figures
         if self._assembler is not None:
             s.incidents = [dict(i) for i in self._assembler.incidents]
         return s

@@ -249,7 +249,7 @@ class SimMicrophone(_SimPushSource):
     def __init__(self, config: SimConfig, clock: SimHeadset | None = None) -> None:
         super().__init__(clock)
         self.config = config
-        self.name = "sim-audio"
+        self.name = "audio"  # sources are named for their stream: session.json keys clocks by it
         self.rig = SimRig(config)
         self.level_dbfs = float("-inf")
         self.blocks = 0
@@ -294,7 +294,7 @@ class SimCamera(_SimPushSource):
         super().__init__(clock)
         self.config = config
         self.cam = cam
-        self.name = f"sim-camera-{cam}"
+        self.name = f"camera_{cam}"
         self.jpeg_quality = jpeg_quality
         self.rig = SimRig(config)
         self.encode: JpegEncoder | None = None

@@ -63,7 +63,7 @@ def test_live_stats_stream_and_annotation_after_stop(tmp_path: Path) -> None:
     assert frames == sorted(frames) and frames[-1] >= 80
     assert seen[-1].state == "stopped"
     assert recording[-1].samples["camera_left"] >= 25 and recording[-1].bytes_written > 0
-    assert "headset" not in recording[-1].clocks and "sim-audio" in recording[-1].clocks
+    assert "headset" not in recording[-1].clocks and "audio" in recording[-1].clocks
     with pytest.raises(CaptureError, match="not running"):
         engine.annotate("too late")
 

@@ -57,8 +57,8 @@ def test_recorded_values_equal_the_ground_truth(tmp_path: Path) -> None:
     meta = load_meta(tmp_path / "gt")
     t0 = meta.clocks["headset"]["mono_ns_at_zero"]
     assert (
-        meta.clocks["sim-audio"]["segments"][0]["a_ns"] == t0
-        and meta.clocks["sim-camera-left"]["mono_ns_at_zero"] == t0
+        meta.clocks["audio"]["segments"][0]["a_ns"] == t0
+        and meta.clocks["camera_left"]["mono_ns_at_zero"] == t0
     )
     worst = {"pose": 0.0, "hand": 0.0, "controls": 0.0}
     audio_next, frames_seen, poses_checked = 0, [], 0
