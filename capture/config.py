@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from capture.openxr_source import OpenXRConfig
 from capture.sim import SimConfig
 from vrcap.errors import ConfigError
 from vrcap.writer import WriterConfig
 
-SOURCES = ("sim",)
+SOURCES = ("sim", "openxr")
 
 
 @dataclass
 class RecordConfig:
     """What `vrcap record` records, and for how long."""
 
-    source: str = "sim"  # headset: "sim" (no hardware); "openxr" arrives with the headset source
+    source: str = "sim"  # headset: "sim" (no hardware) or "openxr" (the running OpenXR runtime)
     audio: str = "sim"  # "sim", "none", or a microphone by name or index (see `vrcap devices`)
     cameras: list[str] = field(
         default_factory=list
@@ -46,3 +47,4 @@ class CaptureConfig:
     record: RecordConfig = field(default_factory=RecordConfig)
     writer: WriterConfig = field(default_factory=WriterConfig)
     sim: SimConfig = field(default_factory=SimConfig)
+    openxr: OpenXRConfig = field(default_factory=OpenXRConfig)

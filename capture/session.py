@@ -23,8 +23,14 @@ from vrcap.names import session_path
 def build_sources(config: CaptureConfig) -> tuple[FrameSource, list[PushSource]]:
     """The headset, then the microphone and cameras the config asks for (sim ones unless told otherwise)."""
     rec = config.record
-    headset = SimHeadset(config.sim)
-    frame_source: FrameSource = headset
+    headset: SimHeadset | None = None
+    if rec.source == "openxr":
+        from capture.openxr_source import OpenXRHeadset
+
+        frame_source: FrameSource = OpenXRHeadset(config.openxr)
+    else:
+        headset = SimHeadset(config.sim)
+        frame_source = headset
     push: list[PushSource] = []
     audio = str(rec.audio)
     if audio == "sim":
@@ -46,7 +52,7 @@ def build_sources(config: CaptureConfig) -> tuple[FrameSource, list[PushSource]]
 
 def make_engine(path: Path, config: CaptureConfig) -> CaptureEngine:
     frame_source, push = build_sources(config)
-    return CaptureEngine(
+    engine = CaptureEngine(
         path,
         frame_source,
         push,
@@ -54,6 +60,9 @@ def make_engine(path: Path, config: CaptureConfig) -> CaptureEngine:
         duration_s=config.record.duration_s,
         capture_config=asdict(config),
     )
+    if hasattr(frame_source, "on_stop"):
+        frame_source.on_stop = engine.stop  # the runtime ending its session stops the recording cleanly
+    return engine
 
 
 async def _record(engine: CaptureEngine, status_line: StatusLine | None, interval: float) -> RecordingResult:

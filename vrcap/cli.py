@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--session", required=True, help="name of the new session (a folder under --root)")
     rec.add_argument("--root", default=None, help="where sessions live (default: $VRCAP_ROOT or ./sessions)")
     rec.add_argument(
-        "--source", choices=["sim"], default=None, help="pose source (default from the config: sim)"
+        "--source", choices=["sim", "openxr"], default=None, help="pose source (default from the config: sim)"
     )
     rec.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
     rec.add_argument("--audio", default=None, metavar="DEVICE", help="microphone name or index, sim, or none")
