@@ -731,6 +731,8 @@ def test_real_runtime_tests_pass_inside_the_monado_chroot() -> None:
     tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
     print(tail)
     if not os.environ.get("CI") and done.returncode == 0 and " passed" not in done.stdout:
-        pytest.skip(f"the Monado chroot could not be used here: {tail}")  # the script said why; CI fails instead
+        pytest.skip(
+            f"the Monado chroot could not be used here: {tail}"
+        )  # the script said why; CI fails instead
     assert done.returncode == 0, tail
     assert " passed" in done.stdout and " failed" not in done.stdout, tail
