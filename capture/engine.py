@@ -77,10 +77,15 @@ class LiveStats:
         rate = self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
         level = " quiet" if self.audio_dbfs is None or self.audio_dbfs < -90 else f"{self.audio_dbfs:6.1f}"
         failing = f"  ⚠ {len(self.incidents)} incidents" if self.incidents else ""
+        audio_clock = self.clocks.get("audio") or {}
+        if "drift_ppm" in audio_clock:  # the sound card's clock against the host's, as fitted so far
+            level += f" dBFS, clock {audio_clock.get('offset_ms', 0.0):+.1f} ms {audio_clock['drift_ppm']:+.0f} ppm"
+        else:
+            level += " dBFS"
         return (
             f"● REC {self.session}  {int(minutes):02d}:{seconds:04.1f}  frames {self.frames} ({rate:.1f}/s)  "
             f"{self.bytes_written / 1e6:.1f} MB ({self.write_mb_s:.1f} MB/s)  drops {self.total_drops}  "
-            f"queue {self.queue_packets}  audio {level} dBFS{failing}"
+            f"queue {self.queue_packets}  audio {level}{failing}"
         )
 
 

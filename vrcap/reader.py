@@ -61,36 +61,12 @@ class _Mapping:
             self._mm.close()
 
 
-def iter_segment(
-    path: Path, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
-) -> Iterator[tuple[RecordHeader, memoryview]]:
-    """Yield (header, payload view) for each intact record; the view is valid until the next step only."""
-    mapping = _Mapping(path)
-    try:
-        buf, size = mapping.view, mapping.size
-        decode_segment_header(buf, path)
-        offset = SEGMENT_HEADER_SIZE
-        while offset < size:
-            header = decode_record_header(buf, offset, size, path, max_record_bytes)
-            start = offset + RECORD_HEADER_SIZE
-            payload = buf[start : header.end]
-            try:
-                if payload_crc(header.kind, header.flags, payload) != header.crc:
-                    raise CorruptRecord(path, offset, "payload checksum (CRC-32) mismatch")
-                yield header, payload
-            finally:
-                payload.release()
-            offset = header.end
-    finally:
-        mapping.close()
-
-
 def iter_packet_payloads(
     path: Path, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, verify: bool = True
 ) -> Iterator[tuple[int, int, memoryview]]:
     """(offset, flags, payload view) of each packet record: the hot path of every reader, kept flat.
 
-    The same checks as ``iter_segment`` in one loop with no per-record objects; records of kinds or flags this
+    Every check of docs/FORMAT.md §3 in one loop with no per-record objects; records of kinds or flags this
     version does not know are skipped by their length. ``verify=False`` skips the payload CRC (the header check
     still runs) for trusted bulk reads of sessions that `vrcap validate` has passed.
     """
@@ -260,4 +236,4 @@ class SessionReader:
         return packet
 
 
-__all__ = ["SessionReader", "TruncatedRecord", "is_session_dir", "iter_segment", "list_segments"]
+__all__ = ["SessionReader", "TruncatedRecord", "is_session_dir", "iter_packet_payloads", "list_segments"]

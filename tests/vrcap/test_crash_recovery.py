@@ -11,8 +11,9 @@ import pytest
 
 from tests.helpers import run_vrcap, synthetic_packet, write_synthetic
 from vrcap.errors import FormatError
-from vrcap.reader import SessionReader, iter_segment
+from vrcap.reader import SessionReader
 from vrcap.repair import repair_session
+from vrcap.scan import GoodRecord, scan_segment
 from vrcap.streams import StreamDescriptor
 from vrcap.validate import validate_session
 from vrcap.writer import SessionWriter, WriterConfig
@@ -31,7 +32,7 @@ def _small_session(path: Path, n: int) -> Path:
 
 
 def _record_ends(segment: Path) -> list[int]:
-    return [h.end for h, _ in iter_segment(segment)]
+    return [r.header.end for r in scan_segment(segment) if isinstance(r, GoodRecord)]
 
 
 def test_truncation_at_every_offset_of_the_last_records(tmp_path: Path) -> None:

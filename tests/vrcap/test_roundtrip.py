@@ -81,14 +81,15 @@ def test_empty_and_maximal_fields() -> None:
 def test_compressible_packets_are_compressed_and_jpeg_like_are_not(tmp_path: Path) -> None:
     import os
 
-    from vrcap.reader import iter_segment
     from vrcap.records import RecordFlags
+    from vrcap.scan import GoodRecord, scan_segment
 
     path = tmp_path / "s"
     with SessionWriter.create(path, STREAMS, config=WriterConfig(fsync=False)) as w:
         w.write_packet({"seq": 0, "t": 0, "s": {"x": [{"d": bytes(20000)}]}})  # zeros: compressible
         w.write_packet({"seq": 1, "t": 1, "s": {"x": [{"d": os.urandom(20000)}]}})  # noise: not
-    flags = [h.flags for h, _ in iter_segment(path / "packets-000000.vrc")]
+    scan = scan_segment(path / "packets-000000.vrc")
+    flags = [r.header.flags for r in scan if isinstance(r, GoodRecord)]
     assert flags == [RecordFlags.LZ4, RecordFlags.NONE]
     assert (path / "packets-000000.vrc").stat().st_size < 20000 + 2000
 
