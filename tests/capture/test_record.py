@@ -106,7 +106,8 @@ def test_annotations_are_stored_with_their_time(tmp_path: Path) -> None:
     packet_t, annotation = found[0]
     assert annotation["d"] == {"text": "reach for the cup", "kind": "instruction", "channel": "internal"}
     assert annotation["t"] == stamps[0]
-    assert 0 <= packet_t - annotation["t"] < 2 * 1e9 / RATE  # lands in the next frame after it arrived
+    # lands in the next frame produced after it arrived (whose due time may be earlier by the loop's lateness)
+    assert -MAX_CATCH_UP_S * 1e9 < packet_t - annotation["t"] < 2 * 1e9 / RATE
 
 
 def _start_recorder(root: Path, name: str, *extra: str) -> subprocess.Popen[str]:
