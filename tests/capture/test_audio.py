@@ -91,8 +91,38 @@ def map_stored(clock: dict[str, Any], index: int) -> float:
     return seg["a_ns"] + seg["b_ns"] * index
 
 
+def _onset_index(recording: Recording) -> int:
+    pcm = recording.sink.pcm()
+    loud = np.flatnonzero(np.abs(pcm) > 0.2 * TONE_AMPLITUDE * 32767)
+    return int(loud[0]) + recording.sink.blocks[0]["i"] if loud.size else -1
+
+
+def _onset_error_ns(recording: Recording) -> float:
+    onset = _onset_index(recording)
+    if onset < 0:
+        return float("inf")
+    expected = pulse.expected_onset_ns(recording.played_ns, recording.sink_latency_ns)
+    return map_stored(recording.clock, onset) - expected
+
+
 @pytest.fixture(scope="module")
 def recording(vsink_to_ourselves: None) -> Recording:
+    """A tone recording; measured twice at most when the first reads outside the tolerance.
+
+    The reference is when `paplay` was spawned, and on a loaded CI machine paplay itself can start tens of ms
+    late (seen: +31 ms once in a full CI run, with vrcap's mapping unchanged), so one retry separates a
+    late-starting player from a wrong clock: a clock error shows in both attempts.
+    """
+    attempts = []
+    for _ in range(2):
+        attempts.append(_record_tone())
+        print(f"onset error attempt {len(attempts)}: {_onset_error_ns(attempts[-1]) / 1e6:+.2f} ms")
+        if abs(_onset_error_ns(attempts[-1])) <= ONSET_TOLERANCE_NS:
+            break
+    return attempts[-1]
+
+
+def _record_tone() -> Recording:
     """~4 s of vsink.monitor with a 0.6 s tone played after a 2.5 s warm-up (FACTS: timing settles by then)."""
     pulse.ensure_feeder()
     sink = ListSink()
