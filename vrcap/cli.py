@@ -89,29 +89,43 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     from vrcap.render import print_report, summary_table
-    from vrcap.repair import repair_session
     from vrcap.sessions import expand_session_paths
-    from vrcap.validate import validate_session
 
     sessions = expand_session_paths(args.paths)
     console = _console()
     results = []
-    for path in sessions:
-        report = validate_session(path)
-        repairs: list[str] | None = None
-        if args.fix and not report.ok:
-            repairs = repair_session(path).actions
-            report = validate_session(path)
-        results.append((report, repairs))
-        if not (args.json or args.summary):
-            print_report(console, report, repairs)
+    # A folder of sessions can take minutes: a bar with ETA on stderr, shown only on a terminal.
+    bar = Progress(
+        TextColumn("validating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=_console(stderr=True), transient=True, disable=len(sessions) < 2 or not sys.stderr.isatty(),
+    )  # fmt: skip
+    with bar:
+        for path in bar.track(sessions):
+            results.append(_validate_one(path, args.fix))
+            if not (args.json or args.summary):
+                print_report(console, *results[-1])
     if args.json:
         out = [dict(r.to_dict(), repairs=rep or []) for r, rep in results]
         print(json.dumps(out if len(out) > 1 or len(args.paths) > 1 else out[0], indent=2))
     elif args.summary:
         console.print(summary_table([r for r, _ in results]))
     return EXIT_OK if all(r.ok for r, _ in results) else EXIT_PROBLEMS
+
+
+def _validate_one(path: Path, fix: bool) -> tuple[Any, list[str] | None]:
+    """Validate; with ``fix``, repair a session that has problems and validate it again."""
+    from vrcap.repair import repair_session
+    from vrcap.validate import validate_session
+
+    report = validate_session(path)
+    repairs: list[str] | None = None
+    if fix and not report.ok:
+        repairs = repair_session(path).actions
+        report = validate_session(path)
+    return report, repairs
 
 
 # --- info --------------------------------------------------------------------------------------------

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import bisect
-import time
 from typing import Any
-
-
-def now_ns() -> int:
-    return time.monotonic_ns()
 
 
 def map_sample_index(clock: dict[str, Any], index: int) -> float:
