@@ -7,6 +7,7 @@ Heavy modules (numpy, OpenCV, torch, OpenXR) are imported inside the subcommand 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from vrcap import __version__
 from vrcap.errors import VrcapError
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
+PLUGIN_CLIS = ("replay.cli", "training.cli", "server.cli")
 
 
 def _console(stderr: bool = False) -> Any:
@@ -200,6 +202,17 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("path", metavar="PATH")
     inf.add_argument("--json", action="store_true")
     inf.set_defaults(func=cmd_info)
+
+    # The other packages add their own subcommands (replay, train, infer, profile, estimate, serve). Each
+    # ``<package>/cli.py`` imports only argparse-level code at the top, so `vrcap --help` stays fast.
+    for module_name in PLUGIN_CLIS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(sub)
     return parser
 
 
