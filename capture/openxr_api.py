@@ -130,9 +130,17 @@ class XrApi:
 
     # --- session -------------------------------------------------------------------------------------
 
-    def create_session(self, instance: Any, system: Any) -> Any:
-        """No graphics binding: fine with XR_MND_headless; other runtimes may refuse (the caller says so)."""
-        return self.xr.create_session(instance, self.xr.SessionCreateInfo(system_id=system))
+    def make_graphics(self, instance: Any, system: Any, app_name: str) -> Any:
+        """A Vulkan device for runtimes without XR_MND_headless (XR_KHR_vulkan_enable2); ``.close()`` frees it."""
+        from capture.openxr_vulkan import VulkanBinding
+
+        return VulkanBinding(self.xr, instance, system, app_name)
+
+    def create_session(self, instance: Any, system: Any, graphics: Any = None) -> Any:
+        """Headless (XR_MND_headless) needs no binding; every other runtime gets ``graphics.binding``."""
+        binding = None if graphics is None else ctypes.cast(ctypes.pointer(graphics.binding), ctypes.c_void_p)
+        info = self.xr.SessionCreateInfo(system_id=system, next=binding)
+        return self.xr.create_session(instance, info)
 
     def begin_session(self, session: Any) -> None:
         view = self.xr.ViewConfigurationType.PRIMARY_STEREO

@@ -1,7 +1,8 @@
 """The OpenXR headset as a frame source: head, controllers, hands and gaze from a real runtime.
 
     open()   instance (XR_MND_headless when offered, XR_KHR_convert_timespec_time, hand tracking and eye gaze
-             when offered) → system → session (no graphics binding) → READY → begin → FOCUSED (bounded wait)
+             when offered) → system → session (no graphics binding when headless; otherwise a Vulkan device made
+             through XR_KHR_vulkan_enable2, see capture/openxr_vulkan.py) → READY → begin → FOCUSED (bounded wait)
              → reference spaces (STAGE, else LOCAL) → action set (controllers, gaze) → hand trackers
     frame()  drain events → sample everything at the frame's time → samples per stream
     close()  request exit → end → destroy, releasing what exists, idempotent
@@ -28,12 +29,13 @@ from typing import Any
 
 from capture.openxr_api import is_loss
 from capture.openxr_probe import INSTALL_HINT, _quiet_stderr
-from capture.openxr_session import FOCUSED, RUNNING_STATES, FrameLoop, SessionMachine
+from capture.openxr_session import FOCUSED, READY, RUNNING_STATES, FrameLoop, SessionMachine
 from capture.openxr_streams import openxr_streams, pose_sample, untracked
 from vrcap.errors import CaptureError, ConfigError
 from vrcap.streams import StreamDescriptor
 
 HEADLESS = "XR_MND_headless"
+VULKAN = "XR_KHR_vulkan_enable2"  # the graphics binding for every other runtime (capture/openxr_vulkan.py)
 HAND_TRACKING = "XR_EXT_hand_tracking"
 EYE_GAZE = "XR_EXT_eye_gaze_interaction"
 SPACES = ("stage", "local")
@@ -43,7 +45,9 @@ SPACES = ("stage", "local")
 class OpenXRConfig:
     """How the OpenXR source records (``record.source: openxr``)."""
 
-    rate_hz: float = 90.0  # samples per second in headless mode (the engine's frame clock); 1..1000
+    rate_hz: float = (
+        90.0  # samples per second in headless mode; a paced runtime sets its display rate; 1..1000
+    )
     reference_space: str = (
         "stage"  # "stage" (room-scale, floor origin) or "local" (seated); stage falls back to
     )
@@ -56,7 +60,7 @@ class OpenXRConfig:
         True  # the gaze pose, when the runtime offers XR_EXT_eye_gaze_interaction and eye tracking
     )
     headless: bool = (
-        True  # use XR_MND_headless when offered (no frame loop, no graphics); False forces a loop
+        True  # use XR_MND_headless when offered (no frame loop, no graphics); False: Vulkan + frame loop
     )
     ready_timeout_s: float = 5.0  # how long open() waits for the runtime to make the session ready
     app_name: str = "vrcap"  # what the runtime shows as the application
@@ -100,6 +104,7 @@ class OpenXRHeadset:
         self._api = api
         self._instance: Any = None
         self._session: Any = None
+        self._graphics: Any = None  # a VulkanBinding when the runtime is not headless
         self._machine: SessionMachine | None = None
         self._spaces: dict[str, Any] = {}
         self._input: Any = None
@@ -141,24 +146,33 @@ class OpenXRHeadset:
             )
         cfg = self.config
         headless = cfg.headless and HEADLESS in extensions
-        wanted = [time_ext] + [HEADLESS] * headless
+        if not headless and VULKAN not in extensions:
+            raise CaptureError(
+                f"the OpenXR runtime offers neither {HEADLESS} nor {VULKAN}, so vrcap cannot open a session "
+                f"on it; update the runtime, or {INSTALL_HINT}"
+            )
+        wanted = [time_ext] + ([HEADLESS] if headless else [VULKAN])
         wanted += [HAND_TRACKING] * (cfg.hands and HAND_TRACKING in extensions)
         wanted += [EYE_GAZE] * (cfg.eye_gaze and EYE_GAZE in extensions)
         self._instance = _guarded("start", lambda: api.create_instance(cfg.app_name, wanted))
         runtime = api.runtime_name(self._instance)
         system = _guarded("find a headset", lambda: api.get_system(self._instance), runtime)
         sysinfo = api.system_info(self._instance, system, wanted)
+        if not headless:
+            try:
+                self._graphics = api.make_graphics(self._instance, system, cfg.app_name)
+            except Exception as exc:
+                raise CaptureError(
+                    f"{runtime} wants a graphics device for its session and making one through {VULKAN} failed "
+                    f"({type(exc).__name__}: {exc}); update the GPU driver, or {INSTALL_HINT}"
+                ) from exc
         try:
-            self._session = api.create_session(self._instance, system)
+            self._session = api.create_session(self._instance, system, self._graphics)
         except Exception as exc:
-            need = (
-                ""
-                if headless
-                else f" (it offers no {HEADLESS}, so it wants a graphics binding vrcap does not make)"
-            )
+            binding = "no graphics binding" if headless else "a Vulkan graphics binding"
             raise CaptureError(
-                f"{runtime} refused an OpenXR session ({type(exc).__name__}){need}; "
-                f"Monado with {HEADLESS} records without graphics, or {INSTALL_HINT}"
+                f"{runtime} refused an OpenXR session with {binding} ({type(exc).__name__}); "
+                f"restart the runtime and retry, or {INSTALL_HINT}"
             ) from exc
         machine = self._machine = SessionMachine(api, self._instance, self._session)
         controllers, gaze = cfg.controllers, cfg.eye_gaze and sysinfo.eye_gaze and EYE_GAZE in wanted
@@ -166,14 +180,20 @@ class OpenXRHeadset:
             from capture.openxr_input import ActionInput  # actions must be attached before the session runs
 
             self._input = ActionInput(api, self._instance, self._session, controllers=controllers, gaze=gaze)
-        if not machine.wait_for(RUNNING_STATES, cfg.ready_timeout_s):
+        # A headless session runs as soon as it begins; a paced one only reaches SYNCHRONIZED once frames flow,
+        # which the frame loop does from start(): here it is enough that READY began the session.
+        wanted_states = RUNNING_STATES if headless else (READY, *RUNNING_STATES)
+        if not machine.wait_for(wanted_states, cfg.ready_timeout_s):
             why = machine.lost or machine.ended
             raise CaptureError(
                 f"{runtime} did not start the OpenXR session within {cfg.ready_timeout_s:g} s "
                 f"(state {machine.state_name}{'; ' + why if why else ''}); "
                 "put the headset on or wake it, check the runtime's window, then try again"
             )
-        machine.wait_for((FOCUSED,), min(1.0, cfg.ready_timeout_s))  # input needs focus; poses do not
+        if headless:  # input needs focus, poses do not; a paced session gets it once its frame loop runs
+            machine.wait_for((FOCUSED,), min(1.0, cfg.ready_timeout_s))
+        if not headless:
+            self.rate_hz = self._display_rate()
         space, note = self._make_spaces()
         hands = cfg.hands and sysinfo.hand_tracking and HAND_TRACKING in wanted
         if hands:
@@ -202,6 +222,19 @@ class OpenXRHeadset:
             system_hand_tracking=sysinfo.hand_tracking, system_eye_gaze=sysinfo.eye_gaze,
         )  # fmt: skip
         self._measure_clock(time.monotonic_ns())
+
+    def _display_rate(self) -> float:
+        """A paced runtime samples once per display frame: one frame now tells its rate, before streams exist.
+
+        The configured rate only applies to headless runtimes; a stream declaring 90 Hz while the runtime
+        paces at 72 or 120 would make every rate check in `vrcap validate` wrong.
+        """
+        api, session = self._api, self._session
+        display_time, period = api.wait_frame(session)
+        api.begin_frame(session)
+        api.end_frame(session, display_time)
+        self.info["display_period_ns"] = int(period)
+        return 1e9 / period if period > 0 else float(self.config.rate_hz)
 
     def _make_spaces(self) -> tuple[str, str]:
         """The base space (STAGE, or LOCAL when STAGE is missing) and VIEW (the head)."""
@@ -374,6 +407,9 @@ class OpenXRHeadset:
                 _quietly(self._machine.shut_down)
             _quietly(api.destroy_session, self._session)
             self._session = None
+        if self._graphics is not None:  # after the session that used it, before the instance that made it
+            _quietly(self._graphics.close)
+            self._graphics = None
         if self._instance is not None:
             _quietly(api.destroy_instance, self._instance)
             self._instance = None

@@ -139,10 +139,29 @@ class FakeXrApi:
         self._destroy(instance)
 
     # session
-    def create_session(self, instance: Any, system: Any) -> Any:
+    def make_graphics(self, instance: Any, system: Any, app_name: str) -> Any:
+        self._call("make_graphics")
+        graphics = self._new("graphics")
+        fake = self
+
+        class Graphics:
+            binding = graphics
+
+            def close(self) -> None:
+                session = getattr(fake, "session_handle", None)
+                assert session is None or id(session) not in fake.live, (
+                    "Vulkan device destroyed before session"
+                )
+                fake._destroy(graphics)
+
+        return Graphics()
+
+    def create_session(self, instance: Any, system: Any, graphics: Any = None) -> Any:
         self._call("create_session")
+        self.session_graphics = graphics
         self._push(IDLE, READY)
-        return self._new("session")
+        self.session_handle = self._new("session")
+        return self.session_handle
 
     def begin_session(self, session: Any) -> None:
         self._call("begin_session")
@@ -601,7 +620,7 @@ def test_runtime_stop_through_the_engine_is_a_clean_stop(tmp_path: Path) -> None
 
 def test_a_session_that_never_gets_ready_fails_open_and_releases_everything() -> None:
     api = FakeXrApi()
-    api.create_session = lambda instance, system: api._new("session")  # type: ignore[method-assign]  # no READY
+    api.create_session = lambda instance, system, graphics=None: api._new("session")  # type: ignore[method-assign]
     headset = OpenXRHeadset(OpenXRConfig(ready_timeout_s=0.05), api=api)
     with pytest.raises(
         CaptureError, match=r"did not start the OpenXR session within 0.05 s \(state UNKNOWN\)"
@@ -648,9 +667,13 @@ def test_clock_info_reports_offset_drift_and_round_trip() -> None:
 
 
 def test_without_headless_a_frame_loop_samples_at_predicted_display_times() -> None:
-    api = FakeXrApi(extensions=["XR_KHR_convert_timespec_time"])  # a runtime that paces frames
+    api = FakeXrApi(extensions=["XR_KHR_convert_timespec_time", "XR_KHR_vulkan_enable2"])  # paces frames
     headset = _open(api)
     assert not headset.clock_info()["source"]["headless"]
+    assert api.enabled[:2] == ["XR_KHR_convert_timespec_time", "XR_KHR_vulkan_enable2"]
+    assert api.session_graphics is not None and api.calls.index("make_graphics") < api.calls.index(
+        "create_session"
+    )
     headset.start(time.monotonic_ns())
     time.sleep(0.1)
     samples = headset.frame(0, time.monotonic_ns())
@@ -663,11 +686,29 @@ def test_without_headless_a_frame_loop_samples_at_predicted_display_times() -> N
     assert api.live == set()
 
 
-def test_a_runtime_that_needs_graphics_is_refused_with_what_to_use_instead() -> None:
+def test_a_runtime_with_neither_headless_nor_vulkan_is_refused_with_what_to_use_instead() -> None:
     api = FakeXrApi(extensions=["XR_KHR_convert_timespec_time"])
-    api.fail_next["create_session"] = xr.GraphicsDeviceInvalidError()
-    with pytest.raises(CaptureError, match=r"refused an OpenXR session.*graphics binding.*--source sim"):
+    with pytest.raises(
+        CaptureError, match=r"neither XR_MND_headless nor XR_KHR_vulkan_enable2.*--source sim"
+    ):
         _open(api)
+    assert api.live == set()
+
+
+def test_a_refused_graphics_session_releases_the_vulkan_device() -> None:
+    api = FakeXrApi(extensions=["XR_KHR_convert_timespec_time", "XR_KHR_vulkan_enable2"])
+    api.fail_next["create_session"] = xr.GraphicsDeviceInvalidError()
+    with pytest.raises(CaptureError, match=r"refused an OpenXR session with a Vulkan graphics binding"):
+        _open(api)
+    assert api.live == set()
+
+
+def test_a_failing_vulkan_device_is_one_line_with_the_fix() -> None:
+    api = FakeXrApi(extensions=["XR_KHR_convert_timespec_time", "XR_KHR_vulkan_enable2"])
+    api.fail_next["make_graphics"] = OSError("the Vulkan loader (libvulkan.so.1) is missing")
+    with pytest.raises(CaptureError, match=r"graphics device.*libvulkan.so.1.*--source sim") as caught:
+        _open(api)
+    assert "\n" not in str(caught.value)
     assert api.live == set()
 
 

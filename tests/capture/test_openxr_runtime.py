@@ -168,3 +168,38 @@ def test_devices_shows_the_runtime_the_system_and_its_extensions() -> None:
     assert {"XR_MND_headless", "XR_KHR_convert_timespec_time"} <= set(xr["extensions"])
     text = run_vrcap("devices")
     assert "Monado" in text.stdout and "XR_MND_headless" in text.stdout
+
+
+def test_a_paced_session_with_a_vulkan_device_samples_every_display_frame(tmp_path: Path) -> None:
+    """What SteamVR or Quest Link users get (no XR_MND_headless): a Vulkan-bound session and a frame loop.
+
+    Monado's null compositor paces its simulated HMD itself (50 ms frames); lavapipe gives the Vulkan device.
+    """
+    done = run_vrcap(
+        "record", "--session", "paced", "--root", str(tmp_path), "--source", "openxr",
+        "--duration", "3", "--audio", "none", "sim.cameras=[]", "openxr.headless=false",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    path = tmp_path / "paced"
+    meta = load_meta(path)
+    source = meta.clocks["headset"]["source"]
+    assert not source["headless"] and "XR_KHR_vulkan_enable2" in source["extensions_enabled"]
+    assert [s for _, s in meta.clocks["headset"]["session_states"]][:5] == [
+        "IDLE",
+        "READY",
+        "SYNCHRONIZED",
+        "VISIBLE",
+        "FOCUSED",
+    ]
+    period = source["display_period_ns"]
+    rate = 1e9 / period
+    assert [s.rate_hz for s in meta.streams if s.name == "head"] == [pytest.approx(rate)]
+    heads = _samples(path, "head")
+    assert len(heads) >= 0.9 * rate * 3.0
+    xr_times = np.array([s["st"] for s in heads], dtype=np.int64)
+    steps = np.diff(xr_times)
+    assert np.all(steps > 0) and np.all(steps % period == 0)  # predicted display times, one per frame
+    assert np.mean(steps == period) >= 0.9  # a missed display frame shows as a double step, rarely
+    quats = np.array([_floats(s)[3:7] for s in heads])
+    assert np.ptp(quats, axis=0).max() > 1e-3  # the simulated HMD turns
+    assert run_vrcap("validate", str(path)).returncode == 0
