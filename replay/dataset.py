@@ -1,0 +1,267 @@
+"""SessionDataset: windows of T steps from the shards listed in a manifest, as dicts of torch tensors.
+
+    OUT/
+      manifest.json                  splits, normalization, tensor list (read once, in the constructor)
+      shards/<session>.safetensors   opened lazily with safe_open, per process, slices read on demand
+
+Why map-style with lazy handles: DataLoader workers and DistributedSampler split indices, and each worker
+process opens its own memory-mapped handles on first use (a handle made before a fork is never shared), so
+iterating a dataset larger than RAM keeps the heap flat — pages of the shards are the OS's file cache.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from replay.errors import DatasetError, EmptyDataset
+from replay.manifest import SPLITS, read_manifest
+
+MODALITIES: dict[str, tuple[str, ...]] = {
+    "pose": ("pose", "pose.mask"),
+    "hands": ("hands", "hands.mask"),
+    "controls": ("controls", "controls.mask"),
+    "audio": ("audio.mel", "audio.mask"),
+    "audio.pcm": ("audio.pcm", "audio.mask"),
+    "camera": (),  # every camera.<name>, its .frame and .mask
+    "text": ("text.internal", "text.internal.mask", "text.external", "text.external.mask"),
+}
+ALWAYS = ("time_ns",)
+_MAX_OPEN = 64  # open shard handles per process; older ones are closed first
+SessionFilter = str | Iterable[str] | Callable[[str], bool] | None
+
+
+class SessionDataset(torch.utils.data.Dataset):
+    """Windows of ``window`` steps, every ``stride`` steps, over the sessions of one split.
+
+    ``modalities``: None = every tensor in the shards; else names from MODALITIES or exact tensor names
+    (``camera.left``). ``sessions``: a glob (``"kitchen-*"``), a list of names or a predicate.
+    ``max_windows_per_session``: keep at most this many windows per session, drawn with ``seed``.
+    ``shuffle``: order the windows by a permutation drawn with ``seed`` (else session, then start).
+    A session shorter than ``window`` gives one short window; ``collate`` pads it and marks ``step_mask``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        window: int = 64,
+        stride: int | None = None,
+        modalities: list[str] | None = None,
+        seed: int = 0,
+        sessions: SessionFilter = None,
+        max_windows_per_session: int | None = None,
+        shuffle: bool = False,
+    ) -> None:
+        self.root = Path(root)
+        self.manifest: dict[str, Any] = read_manifest(self.root)
+        if split not in SPLITS:
+            raise DatasetError(f"split {split!r} does not exist; use one of {', '.join(SPLITS)}")
+        if window < 1 or (stride is not None and stride < 1):
+            raise DatasetError(f"window and stride must be >= 1 (got window={window}, stride={stride})")
+        self.split, self.window, self.stride, self.seed = split, window, stride or window, seed
+        self.names = self._tensor_names(modalities)
+        self.sessions = self._select(split, sessions)
+        self.windows = self._windows(max_windows_per_session, shuffle)
+        self._norm = self._normalization()
+        self._handles: dict[str, Any] = {}
+        self._pid = os.getpid()
+
+    # --- construction -------------------------------------------------------------------------------
+
+    def _tensor_names(self, modalities: list[str] | None) -> list[str]:
+        available = list(self.manifest.get("tensors", {}))
+        if modalities is None:
+            return available
+        names: list[str] = list(ALWAYS)
+        for mod in modalities:
+            if mod == "camera":
+                names += [n for n in available if n.startswith("camera.")]
+            elif mod in MODALITIES:
+                names += list(MODALITIES[mod])
+            elif mod in available:
+                names.append(mod)
+            else:
+                raise DatasetError(
+                    f"modality {mod!r} is unknown; use {', '.join(MODALITIES)} or a tensor name "
+                    f"({', '.join(available) or 'the manifest lists none'})"
+                )
+        missing = [n for n in names if n not in available]
+        if missing and available:
+            raise DatasetError(
+                f"tensors {missing} are not in {self.root} (converted with other settings?); it has {available}"
+            )
+        return list(dict.fromkeys(names))
+
+    def _select(self, split: str, wanted: SessionFilter) -> list[str]:
+        all_names = sorted(self.manifest.get("sessions", {}))
+        in_split = list(self.manifest.get("splits", {}).get(split, []))
+        self.empty_reason = ""
+        if wanted is None:
+            chosen = in_split
+        else:
+            if isinstance(wanted, str):
+                label, match = repr(wanted), (lambda n: fnmatch.fnmatchcase(n, wanted))
+            elif callable(wanted):
+                label, match = "predicate", wanted
+            else:
+                wanted_set = set(wanted)
+                label, match = f"{sorted(wanted_set)}", wanted_set.__contains__
+            overall = [n for n in all_names if match(n)]
+            if not overall:
+                raise EmptyDataset(f"filter {label} matched 0 of {len(all_names)} sessions in {self.root}")
+            chosen = [n for n in in_split if match(n)]
+            if not chosen:
+                where = {s: [n for n in overall if n in self.manifest["splits"].get(s, [])] for s in SPLITS}
+                self.empty_reason = (
+                    f"filter {label} matched {len(overall)} session(s), none in split {split!r} "
+                    f"({', '.join(f'{s} {len(v)}' for s, v in where.items())})"
+                )
+        if not chosen and not self.empty_reason:
+            counts = ", ".join(f"{s} {len(self.manifest['splits'].get(s, []))}" for s in SPLITS)
+            self.empty_reason = (
+                f"split {split!r} has 0 sessions: {len(all_names)} session(s) converted ({counts})"
+                + (f"; {self.manifest['notes'][0]}" if self.manifest.get("notes") else "")
+            )
+        return chosen
+
+    def _windows(self, cap: int | None, shuffle: bool) -> list[tuple[str, int, int]]:
+        rng = np.random.default_rng(self.seed)
+        out: list[tuple[str, int, int]] = []
+        for name in self.sessions:
+            steps = int(self.manifest["sessions"][name]["steps"])
+            if steps == 0:
+                continue
+            if steps <= self.window:
+                mine = [(name, 0, steps)]
+            else:
+                mine = [(name, s, self.window) for s in range(0, steps - self.window + 1, self.stride)]
+            if cap is not None and len(mine) > cap:
+                keep = np.sort(rng.choice(len(mine), size=cap, replace=False))
+                mine = [mine[i] for i in keep]
+            out += mine
+        if shuffle:
+            out = [out[i] for i in rng.permutation(len(out))]
+        return out
+
+    def _normalization(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        norm = self.manifest.get("normalization", {})
+        out = {}
+        for key in ("pose", "hands", "audio.mel"):
+            if key in norm and key in self.names:
+                mean = torch.tensor(norm[key]["mean"], dtype=torch.float32)
+                std = torch.tensor(norm[key]["std"], dtype=torch.float32)
+                out[key] = (mean, std)
+        return out
+
+    # --- access -------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def _shard(self, name: str) -> Any:
+        from safetensors import safe_open
+
+        if self._pid != os.getpid():  # a forked worker: handles of the parent are not ours to use
+            self._handles, self._pid = {}, os.getpid()
+        handle = self._handles.get(name)
+        if handle is None:
+            if len(self._handles) >= _MAX_OPEN:
+                self._handles.pop(next(iter(self._handles)))
+            path = self.root / self.manifest["sessions"][name]["shard"]
+            handle = self._handles[name] = safe_open(str(path), framework="pt")
+        return handle
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        name, start, length = self.windows[index]
+        shard = self._shard(name)
+        item: dict[str, Any] = {"session": name, "start": start}
+        for tensor in self.names:
+            value = shard.get_slice(tensor)[start : start + length]
+            item[tensor] = self._prepare(tensor, value, item)
+        return item
+
+    def _prepare(self, name: str, value: torch.Tensor, item: dict[str, Any]) -> torch.Tensor:
+        if name in self._norm:
+            mean, std = self._norm[name]
+            out = (value - mean) / std
+            mask = item.get(f"{name}.mask")
+            if mask is None:
+                return out
+            m = mask.reshape(mask.shape + (1,) * (out.ndim - mask.ndim))
+            return torch.where(m, out, torch.zeros((), dtype=out.dtype))
+        if name.startswith("camera.") and value.dtype == torch.uint8:
+            return value.to(torch.float32) / 127.5 - 1.0
+        if name.startswith("text.") and value.dtype == torch.int32:
+            return value.to(torch.int64)
+        return value
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_handles"] = {}  # handles stay in their process; spawn workers open their own
+        return state
+
+    # --- explaining ---------------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        """One paragraph with the numbers: sessions, steps, windows, tensors; or why it is empty."""
+        if not self.windows:
+            return (
+                f"{self.root} [{self.split}]: 0 windows: {self.empty_reason or 'every session has 0 steps'}"
+            )
+        steps = sum(self.manifest["sessions"][n]["steps"] for n in self.sessions)
+        hz = self.manifest.get("step_hz", 30)
+        return (
+            f"{self.root} [{self.split}]: {len(self.sessions)} session(s), {steps} steps "
+            f"({steps / hz:.1f} s at {hz:g} Hz), {len(self.windows)} windows of {self.window} steps "
+            f"(stride {self.stride}); tensors: {', '.join(self.names)}"
+        )
+
+    def check_batch_size(self, batch_size: int, world_size: int = 1) -> list[str]:
+        """Warnings (with numbers) when the data is thin for this batch size; EmptyDataset when there is none."""
+        n = len(self.windows)
+        if n == 0:
+            raise EmptyDataset(f"{self.describe()}")
+        per_step = batch_size * world_size
+        notes = []
+        if n < per_step:
+            notes.append(
+                f"{n} windows < batch_size {batch_size} x world_size {world_size} = {per_step}: not one full batch "
+                f"per epoch (drop_last=True gives 0 steps); lower batch_size to <= {max(1, n // world_size)} or "
+                f"shorten window (now {self.window}) / stride (now {self.stride})"
+            )
+        elif n // per_step < 10:
+            notes.append(
+                f"only {n // per_step} full batch(es) per epoch ({n} windows / ({batch_size} x {world_size})); "
+                "a smaller stride or more sessions gives more"
+            )
+        return notes
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack items into a batch, padding the time axis to the longest with zeros; ``step_mask`` marks real steps."""
+    if not items:
+        raise DatasetError("collate got an empty list of items")
+    length = max(int(item["time_ns"].shape[0]) if "time_ns" in item else 0 for item in items)
+    batch: dict[str, Any] = {"session": [item["session"] for item in items]}
+    batch["start"] = torch.tensor([int(item["start"]) for item in items], dtype=torch.int64)
+    lengths = [int(item["time_ns"].shape[0]) for item in items]
+    batch["step_mask"] = torch.arange(length)[None, :] < torch.tensor(lengths)[:, None]  # (B, T)
+    for key in items[0]:
+        if key in ("session", "start"):
+            continue
+        tensors = [item[key] for item in items]
+        if all(t.shape[0] == length for t in tensors):
+            batch[key] = torch.stack(tensors)
+            continue
+        padded = tensors[0].new_zeros((len(tensors), length, *tensors[0].shape[1:]))
+        for i, t in enumerate(tensors):
+            padded[i, : t.shape[0]] = t
+        batch[key] = padded
+    return batch
