@@ -2,7 +2,7 @@
 
     OUT/
       manifest.json                  splits, normalization, tensor list (read once, in the constructor)
-      shards/<session>.safetensors   opened lazily with safe_open, per process, slices read on demand
+      shards/<session>.safetensors   memory-mapped lazily, per process (replay/shardmap.py); windows are views
 
 Why map-style with lazy handles: DataLoader workers and DistributedSampler split indices, and each worker
 process opens its own memory-mapped handles on first use (a handle made before a fork is never shared), so
@@ -22,6 +22,7 @@ import torch
 
 from replay.errors import DatasetError, EmptyDataset
 from replay.manifest import SPLITS, read_manifest
+from replay.shardmap import map_shard
 
 MODALITIES: dict[str, tuple[str, ...]] = {
     "pose": ("pose", "pose.mask"),
@@ -150,13 +151,13 @@ class SessionDataset(torch.utils.data.Dataset):
             out = [out[i] for i in rng.permutation(len(out))]
         return out
 
-    def _normalization(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def _normalization(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         norm = self.manifest.get("normalization", {})
         out = {}
         for key in ("pose", "hands", "audio.mel"):
             if key in norm and key in self.names:
-                mean = torch.tensor(norm[key]["mean"], dtype=torch.float32)
-                std = torch.tensor(norm[key]["std"], dtype=torch.float32)
+                mean = np.asarray(norm[key]["mean"], dtype=np.float32)
+                std = np.asarray(norm[key]["std"], dtype=np.float32)
                 out[key] = (mean, std)
         return out
 
@@ -165,46 +166,94 @@ class SessionDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def _shard(self, name: str) -> Any:
-        from safetensors import safe_open
-
-        if self._pid != os.getpid():  # a forked worker: handles of the parent are not ours to use
+    def _shard(self, name: str) -> dict[str, np.ndarray]:
+        if self._pid != os.getpid():  # a forked worker: maps of the parent are not ours to use
             self._handles, self._pid = {}, os.getpid()
-        handle = self._handles.get(name)
-        if handle is None:
+        arrays = self._handles.get(name)
+        if arrays is None:
             if len(self._handles) >= _MAX_OPEN:
                 self._handles.pop(next(iter(self._handles)))
             path = self.root / self.manifest["sessions"][name]["shard"]
-            handle = self._handles[name] = safe_open(str(path), framework="pt")
-        return handle
+            arrays = self._handles[name] = map_shard(path)
+        return arrays
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         name, start, length = self.windows[index]
         shard = self._shard(name)
         item: dict[str, Any] = {"session": name, "start": start}
+        values: dict[str, np.ndarray] = {}
         for tensor in self.names:
-            value = shard.get_slice(tensor)[start : start + length]
-            item[tensor] = self._prepare(tensor, value, item)
+            try:
+                view = shard[tensor]
+            except KeyError:
+                raise DatasetError(
+                    f"shard of session {name!r} lacks tensor {tensor!r}; convert it again with `vrcap replay`"
+                ) from None
+            values[tensor] = view[start : start + length]  # a view of the page cache: nothing read yet
+        for tensor, value in values.items():
+            item[tensor] = torch.from_numpy(self._prepare(tensor, value, values))
         return item
 
-    def _prepare(self, name: str, value: torch.Tensor, item: dict[str, Any]) -> torch.Tensor:
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        """A whole batch at once (DataLoader calls this when it exists): one stack and one normalization per
+        tensor instead of one per window. Returns the items as usual — views of the batch — and ``collate``
+        takes the batch ready-made from the list (``batch``), so any other collate function still works."""
+        windows = [self.windows[i] for i in indices]
+        length = max(w[2] for w in windows)
+        lengths = np.array([w[2] for w in windows])
+        stacked: dict[str, np.ndarray] = {}
+        for tensor in self.names:
+            parts = []
+            for name, start, n in windows:
+                view = self._shard(name).get(tensor)
+                if view is None:
+                    raise DatasetError(
+                        f"shard of session {name!r} lacks tensor {tensor!r}; convert it again with `vrcap replay`"
+                    )
+                part = view[start : start + n]
+                if n < length:
+                    part = np.concatenate([part, np.zeros((length - n, *part.shape[1:]), part.dtype)])
+                parts.append(part)
+            stacked[tensor] = np.stack(parts)
+        batch: dict[str, Any] = {
+            "session": [w[0] for w in windows],
+            "start": torch.tensor([w[1] for w in windows], dtype=torch.int64),
+            "step_mask": torch.from_numpy(np.arange(length)[None, :] < lengths[:, None]),
+        }
+        for tensor, value in stacked.items():
+            batch[tensor] = torch.from_numpy(self._prepare(tensor, value, stacked))
+        items = _BatchItems(
+            {
+                "session": w[0],
+                "start": w[1],
+                **{t: batch[t][i, : w[2]] for t in stacked},
+            }
+            for i, w in enumerate(windows)
+        )
+        items.batch = batch
+        return items
+
+    def _prepare(self, name: str, value: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
+        """Numpy on purpose: on windows this small, each torch op costs more in dispatch than in arithmetic."""
         if name in self._norm:
             mean, std = self._norm[name]
             out = (value - mean) / std
-            mask = item.get(f"{name}.mask")
-            if mask is None:
-                return out
-            m = mask.reshape(mask.shape + (1,) * (out.ndim - mask.ndim))
-            return torch.where(m, out, torch.zeros((), dtype=out.dtype))
-        if name.startswith("camera.") and value.dtype == torch.uint8:
-            return value.to(torch.float32) / 127.5 - 1.0
-        if name.startswith("text.") and value.dtype == torch.int32:
-            return value.to(torch.int64)
-        return value
+            mask = values.get(
+                f"{name}.mask", values.get(f"{name.split('.')[0]}.mask")
+            )  # audio.mel: audio.mask
+            if mask is not None:
+                m = mask.reshape(mask.shape + (1,) * (out.ndim - mask.ndim))
+                out = np.where(m, out, np.float32(0.0))  # masked: 0 (even over a NaN), never a value
+            return out
+        if name.startswith("camera.") and value.dtype == np.uint8:
+            return value.astype(np.float32) * np.float32(1 / 127.5) - np.float32(1.0)
+        if name.startswith("text.") and value.dtype == np.int32:
+            return value.astype(np.int64)
+        return np.array(value)  # a copy: the map is read-only and torch wants memory it may own
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_handles"] = {}  # handles stay in their process; spawn workers open their own
+        state["_handles"] = {}  # maps stay in their process; spawn workers make their own
         return state
 
     # --- explaining ---------------------------------------------------------------------------------
@@ -244,8 +293,17 @@ class SessionDataset(torch.utils.data.Dataset):
         return notes
 
 
+class _BatchItems(list):  # type: ignore[type-arg]
+    """Items of one batch made by ``SessionDataset.__getitems__``, with the collated batch alongside."""
+
+    batch: dict[str, Any] | None = None
+
+
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack items into a batch, padding the time axis to the longest with zeros; ``step_mask`` marks real steps."""
+    ready = getattr(items, "batch", None)
+    if ready is not None:
+        return ready
     if not items:
         raise DatasetError("collate got an empty list of items")
     length = max(int(item["time_ns"].shape[0]) if "time_ns" in item else 0 for item in items)

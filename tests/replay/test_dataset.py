@@ -108,6 +108,22 @@ def test_collate_pads_short_windows_and_marks_steps(tensors: Path) -> None:
     }
 
 
+def test_a_batch_fetched_at_once_equals_one_collated_item_by_item(tensors: Path) -> None:
+    """DataLoader uses __getitems__ (one stack per tensor); it must give exactly what per-item reads give."""
+    ds = SessionDataset(tensors, split="train", window=40, modalities=["pose", "audio", "controls", "text"])
+    picks = [*[i for i, w in enumerate(ds.windows) if w[2] < 40][:2], 0, len(ds) - 1]
+    one_by_one = collate([ds[i] for i in picks])
+    items = ds.__getitems__(picks)
+    at_once = collate(items)
+    assert set(one_by_one) == set(at_once)
+    for key, value in one_by_one.items():
+        if isinstance(value, torch.Tensor):
+            assert value.dtype == at_once[key].dtype and torch.equal(value, at_once[key]), key
+        else:
+            assert value == at_once[key], key
+    assert torch.equal(collate(list(items))["pose"], at_once["pose"])  # the items alone collate the same
+
+
 def test_two_workers_and_two_ranks_cover_every_window_once(tensors: Path) -> None:
     ds = SessionDataset(tensors, split="train", window=8, stride=4, modalities=["pose", "controls"])
     if len(ds) % 2:
