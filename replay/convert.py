@@ -65,8 +65,7 @@ def convert_one(path: str, out_dir: str, config_data: dict[str, Any], allow_inva
     from replay.tensors import build
     from vrcap.config import build as build_config
     from vrcap.metadata import load_meta
-    from vrcap.reader import SessionReader
-    from vrcap.validate import validate_session
+    from vrcap.validate import SessionCheck
 
     started = time.perf_counter()
     session = Path(path)
@@ -76,21 +75,20 @@ def convert_one(path: str, out_dir: str, config_data: dict[str, Any], allow_inva
     except VrcapError as exc:
         return {"name": session.name, "path": path, "refused": str(exc)}
     fp = fingerprint(session)
-    report = validate_session(session)
+    step = 1e9 / config.step.rate_hz
+    # One pass validates and gathers (SessionCheck hands out each packet it decoded); what an invalid session
+    # gathered is thrown away unless --allow-invalid, in which case it is what was readable.
+    check = SessionCheck(session)
+    collected = collect(
+        check.packets(), meta, config.step.rate_hz, config.images.tolerance_steps * step, config.images.size,
+        config.images.crop,
+    )  # fmt: skip
+    report = check.finish()
     problems = [f.message for f in report.errors]
     if problems and not allow_invalid:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        collected.close()
         return {"name": session.name, "path": path, "refused": problems[0] + more}
-    step = 1e9 / config.step.rate_hz
-    with SessionReader(session) as reader:
-        # validate_session checked every CRC of a valid session: reading it again need not
-        packets = reader.packets(errors="stop", verify=bool(problems))
-        collected = collect(
-            packets, meta, config.step.rate_hz, config.images.tolerance_steps * step, config.images.size,
-            config.images.crop,
-        )  # fmt: skip
-        if reader.problem is not None:
-            problems.append(f"reading stopped early: {reader.problem}")
     result = build(collected, meta, config)
     shard_rel = f"{SHARD_DIR}/{session.name}.safetensors"
     shard = Path(out_dir) / shard_rel

@@ -51,15 +51,13 @@ class ArrayStream:
         shape = tuple(d.shape)
         times = np.asarray(self.times, np.int64)
         item = int(np.prod(shape)) * np.dtype(d.dtype).itemsize
-        good = [
-            i for i, b in enumerate(self.data) if len(b) == item
-        ]  # a wrong-sized sample is dropped, not guessed
-        values = np.frombuffer(
-            b"".join(self.data[i] for i in good), dtype=np.dtype(d.dtype).newbyteorder("<")
-        )
-        values = values.reshape(len(good), *shape).astype(np.float32)
+        sizes = np.fromiter(map(len, self.data), np.int64, len(self.data))
+        good = sizes == item  # a wrong-sized sample is dropped, not guessed
+        kept = self.data if good.all() else [b for b, ok in zip(self.data, good, strict=True) if ok]
+        values = np.frombuffer(b"".join(kept), dtype=np.dtype(d.dtype).newbyteorder("<"))
+        values = values.reshape(len(kept), *shape).astype(np.float32)
         times = times[good]
-        valid = np.asarray([(self.valid[i] & POSE_VALID) == POSE_VALID for i in good], bool)
+        valid = (np.asarray(self.valid, np.int64)[good] & POSE_VALID) == POSE_VALID
         order = np.argsort(times, kind="stable")
         return times[order], values[order], valid[order]
 
@@ -164,6 +162,15 @@ class Collected:
     texts: list[tuple[int, str, str]] = field(default_factory=list)  # (t, channel, text)
     cameras: dict[str, CameraSelector] = field(default_factory=dict)
 
+    def close(self) -> None:
+        """Drop what was gathered (a refused session): queued frame decodes are cancelled, not run."""
+        for selector in self.cameras.values():
+            for future in selector._pending:
+                future.cancel()
+        self.cameras.clear()
+        self.arrays.clear()
+        self.audio_blocks.clear()
+
 
 def camera_streams(meta: SessionMeta) -> list[StreamDescriptor]:
     return [s for s in meta.streams if s.kind == "video" and s.encoding in ("jpeg", "png")]
@@ -190,6 +197,7 @@ def collect(
     audio_name = audio.name if audio is not None else None
     text_names = {s.name for s in meta.streams if s.kind == "text"}
     cams = {s.name for s in camera_streams(meta)}
+    arrays = out.arrays
     for packet in packets:
         t = int(packet["t"])
         if out.first_t is None:
@@ -199,14 +207,15 @@ def collect(
         out.last_t = t
         out.packets += 1
         for name, items in (packet.get("s") or {}).items():
-            if name in wanted and name in kinds:
-                stream = out.arrays.get(name)
-                if stream is None:
-                    stream = out.arrays[name] = ArrayStream(kinds[name])
+            stream = arrays.get(name)
+            if stream is None and name in wanted and name in kinds:
+                stream = arrays[name] = ArrayStream(kinds[name])
+            if stream is not None:  # the hot path: ~10 pose-like samples a frame
+                times, data, valid = stream.times, stream.data, stream.valid
                 for sample in items:
-                    stream.times.append(int(sample[S_TIME]))
-                    stream.data.append(sample[S_DATA])
-                    stream.valid.append(int(sample.get(S_VALID, POSE_VALID)))
+                    times.append(sample[S_TIME])
+                    data.append(sample[S_DATA])
+                    valid.append(sample.get(S_VALID, POSE_VALID))
             elif name == audio_name:
                 for sample in items:
                     if out.audio_first is None:

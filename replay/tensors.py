@@ -6,6 +6,7 @@ split, so each session contributes sums (count, sum, sum of squares) that the ma
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,11 +55,16 @@ def build(collected: Collected, meta: SessionMeta, config: ReplayConfig) -> Sess
     else:
         steps = align.step_times(collected.first_t, collected.last_t, rate)
     out = SessionTensors({"time_ns": steps})
-    _poses(out, collected, meta, config, steps)
-    _controls(out, collected, meta, config, steps)
-    _audio(out, collected, meta, config, steps)
-    _cameras(out, collected, steps)
-    _text(out, collected, config, steps)
+    # Audio (FFTs, matrix products: numpy releases the GIL) runs beside the poses on the second core; each
+    # part writes its own tensors. A session converts in about half the wall time of doing them in turn.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vrcap-audio") as pool:
+        audio = pool.submit(_audio, out, collected, meta, config, steps)
+        _poses(out, collected, meta, config, steps)
+        _controls(out, collected, meta, config, steps)
+        _cameras(out, collected, steps)
+        _text(out, collected, config, steps)
+        audio.result()
+    out.tensors = dict(sorted(out.tensors.items()))  # the same order whichever part finished first
     return out
 
 

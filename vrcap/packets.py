@@ -56,8 +56,11 @@ def encode_packet(
     return int(RecordFlags.NONE), raw
 
 
+_LZ4 = int(RecordFlags.LZ4)  # a plain int: `flags & IntFlag` goes through enum code on every record
+
+
 def decode_payload(flags: int, payload: bytes | memoryview) -> dict[str, Any]:
-    if flags & RecordFlags.LZ4:
+    if flags & _LZ4:
         payload = lz4.frame.decompress(payload)
     packet = msgpack.unpackb(payload, raw=False)
     if not isinstance(packet, dict):

@@ -103,10 +103,10 @@ def iter_packet_payloads(
 
 
 def decode_record(path: Path, header: RecordHeader, payload: bytes | memoryview) -> dict[str, Any]:
-    return _decode(path, header.offset, header.flags, payload)
+    return decode_packet(path, header.offset, header.flags, payload)
 
 
-def _decode(path: Path, offset: int, flags: int, payload: bytes | memoryview) -> dict[str, Any]:
+def decode_packet(path: Path, offset: int, flags: int, payload: bytes | memoryview) -> dict[str, Any]:
     try:
         packet = decode_payload(flags, payload)
     except Exception as exc:  # lz4 and msgpack raise many types; all mean "these bytes are not a packet"
@@ -147,7 +147,7 @@ class SessionReader:
             for segment in self.segments:
                 number = int(segment.stem.split("-")[1])
                 for offset, flags, payload in iter_packet_payloads(segment, self.max_record_bytes, verify):
-                    yield number, offset, _decode(segment, offset, flags, payload)
+                    yield number, offset, decode_packet(segment, offset, flags, payload)
         except FormatError as exc:
             if errors == "raise":
                 raise

@@ -8,6 +8,7 @@ a valid session's imperfections: dropped frames, audio gaps, rates off their dec
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from vrcap.errors import FormatError
 from vrcap.index import INDEX_FILE, SessionIndex
 from vrcap.metadata import STATUS_RECORDING, SessionMeta, load_meta
 from vrcap.packets import S_COUNT, S_INDEX, S_TIME, SAMPLES, SEQ, TIME
-from vrcap.reader import decode_record, is_packet_record, list_segments
+from vrcap.reader import decode_packet, is_packet_record, iter_packet_payloads, list_segments
 from vrcap.scan import Damage, scan_segment
 
 RATE_TOLERANCE = 0.05  # measured rate within 5% of the declared one
@@ -100,32 +101,54 @@ class _StreamTracker:
         self.next_index: dict[str, int] = {}
         self.backwards: dict[str, int] = {}
         self.unknown: set[str] = set()
+        self.audio = {s.name for s in meta.streams if s.kind == "audio"}
         for s in meta.streams:
             report.streams[s.name] = StreamReport(declared_hz=float(s.rate_hz))
 
     def feed(self, samples: dict[str, list[dict[str, Any]]]) -> None:
+        # The hot loop of validation (every sample of every packet): locals, and one branch per stream.
+        reports, last_t, audio = self.report.streams, self.last_t, self.audio
         for name, items in samples.items():
-            rep = self.report.streams.get(name)
+            rep = reports.get(name)
             if rep is None:
                 self.unknown.add(name)
                 continue
-            audio = self.kinds.get(name) == "audio"
+            if not items:
+                continue
+            prev = last_t.get(name)
+            if prev is None:
+                prev = self.first_t[name] = int(items[0].get(S_TIME, 0))
+            if name in audio:
+                self._feed_audio(name, rep, items, prev)
+                continue
+            backwards = 0
             for sample in items:
-                t = int(sample.get(S_TIME, 0))
-                if name in self.last_t and t < self.last_t[name]:
-                    self.backwards[name] = self.backwards.get(name, 0) + 1
-                self.last_t[name] = t
-                self.first_t.setdefault(name, t)
-                if audio:
-                    n, i = int(sample.get(S_COUNT, 0)), int(sample.get(S_INDEX, 0))
-                    expected = self.next_index.get(name)
-                    if expected is not None and i != expected:
-                        rep.gaps += 1
-                        rep.gap_samples += abs(i - expected)
-                    self.next_index[name] = i + n
-                    rep.samples += n
-                else:
-                    rep.samples += 1
+                t = sample.get(S_TIME, 0)
+                if t < prev:
+                    backwards += 1
+                prev = t
+            if backwards:
+                self.backwards[name] = self.backwards.get(name, 0) + backwards
+            last_t[name] = prev
+            rep.samples += len(items)
+
+    def _feed_audio(
+        self, name: str, rep: StreamReport, items: list[dict[str, Any]], prev: int | None
+    ) -> None:
+        expected = self.next_index.get(name)
+        for sample in items:
+            t = int(sample.get(S_TIME, 0))
+            if prev is not None and t < prev:
+                self.backwards[name] = self.backwards.get(name, 0) + 1
+            prev = t
+            n, i = int(sample.get(S_COUNT, 0)), int(sample.get(S_INDEX, 0))
+            if expected is not None and i != expected:
+                rep.gaps += 1
+                rep.gap_samples += abs(i - expected)
+            expected = i + n
+            rep.samples += n
+        self.next_index[name] = expected  # type: ignore[assignment]
+        self.last_t[name] = int(prev)  # type: ignore[arg-type]
 
     def finish(self, meta: SessionMeta) -> None:
         report = self.report
@@ -180,78 +203,128 @@ class _StreamTracker:
 
 def validate_session(path: Path) -> ValidationReport:
     """Check one session. Raises NotASession when ``path`` is not one; every other problem is a finding."""
-    report = ValidationReport(path=str(path))
-    try:
-        meta = load_meta(path)
-    except FormatError as exc:
-        report.add("error", "metadata", str(exc))
+    check = SessionCheck(path)
+    for _ in check.packets():
+        pass
+    return check.finish()
+
+
+class SessionCheck:
+    """Validation as one pass that also hands out every packet it decoded.
+
+    Why: a consumer that must validate before using a session (``vrcap replay``) would otherwise read and
+    decode every record twice. ``packets()`` yields each decodable packet in file order, damaged ranges skipped
+    (they are findings); ``finish()`` completes the report once the pass is over. A consumer that refuses
+    invalid sessions simply discards what it gathered when ``finish().ok`` is False.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.report = ValidationReport(path=str(path))
+        self.meta: SessionMeta | None = None
+        try:
+            self.meta = load_meta(path)
+        except FormatError as exc:
+            self.report.add("error", "metadata", str(exc))
+
+    def packets(self) -> Iterator[dict[str, Any]]:
+        report, meta, path = self.report, self.meta, self.path
+        if meta is None:
+            return
+        report.name, report.status, report.format_version = meta.name, meta.status, meta.version
+        segments = list_segments(path)
+        report.size_bytes = sum(p.stat().st_size for p in segments)
+        _check_segment_files(report, meta, segments)
+        tracker = self._tracker = _StreamTracker(report, meta)
+        times, rows = self._times, self._rows = array("q"), []
+        last_seq: int | None = None
+        for segment in segments:
+            number = int(segment.stem.split("-")[1])
+            for item in _packet_records(segment):
+                if isinstance(item, Damage):
+                    _report_damage(report, item)
+                    continue
+                offset, flags, payload = item
+                try:
+                    packet = decode_packet(segment, offset, flags, payload)
+                except FormatError as exc:
+                    report.add(
+                        "error", "undecodable", str(exc), segment=segment.name, offset=offset, fixable=True
+                    )
+                    continue
+                seq, t = int(packet[SEQ]), int(packet[TIME])
+                rows.append((seq, t, number, offset))
+                if last_seq is not None:
+                    if seq <= last_seq:
+                        report.add(
+                            "error",
+                            "seq-order",
+                            f"seq {seq} follows {last_seq}",
+                            segment=segment.name,
+                            offset=offset,
+                        )
+                    else:
+                        report.dropped_frames += seq - last_seq - 1
+                    if times and t <= times[-1]:
+                        report.add(
+                            "error",
+                            "time-backwards",
+                            f"frame {seq} time does not increase",
+                            segment=segment.name,
+                            offset=offset,
+                        )
+                if report.first_seq is None:
+                    report.first_seq = seq
+                last_seq = seq
+                times.append(t)
+                tracker.feed(packet.get(SAMPLES) or {})
+                yield packet
+        report.last_seq = last_seq
+        self._done = True
+
+    def finish(self) -> ValidationReport:
+        """The report; only complete after ``packets()`` ran to its end."""
+        report, meta = self.report, self.meta
+        if meta is None:
+            return report
+        if not getattr(self, "_done", False):
+            raise RuntimeError("SessionCheck.finish() before packets() was read to the end")
+        times = self._times
+        report.packets = len(times)
+        _timing(report, np.frombuffer(times, dtype=np.int64) if times else np.zeros(0, np.int64))
+        self._tracker.finish(meta)
+        for incident in meta.incidents:
+            report.add(
+                "warning",
+                "incident",
+                f"{incident.get('stream')}: {incident.get('kind')}: {incident.get('message')}",
+            )
+        if report.dropped_frames:
+            report.add("warning", "dropped-frames", f"{report.dropped_frames} frames dropped (gaps in seq)")
+        _check_metadata(report, meta, self.path, self._rows)
         return report
-    report.name, report.status, report.format_version = meta.name, meta.status, meta.version
-    segments = list_segments(path)
-    report.size_bytes = sum(p.stat().st_size for p in segments)
-    _check_segment_files(report, meta, segments)
-    tracker = _StreamTracker(report, meta)
-    times, rows = array("q"), []
-    last_seq: int | None = None
-    for segment in segments:
-        number = int(segment.stem.split("-")[1])
-        for item in scan_segment(segment):
-            if isinstance(item, Damage):
-                _report_damage(report, item)
-                continue
-            if not is_packet_record(item.header):
-                continue
-            try:
-                packet = decode_record(segment, item.header, item.payload)
-            except FormatError as exc:
-                report.add(
-                    "error",
-                    "undecodable",
-                    str(exc),
-                    segment=segment.name,
-                    offset=item.header.offset,
-                    fixable=True,
-                )
-                continue
-            seq, t = int(packet[SEQ]), int(packet[TIME])
-            rows.append((seq, t, number, item.header.offset))
-            if last_seq is not None:
-                if seq <= last_seq:
-                    report.add(
-                        "error",
-                        "seq-order",
-                        f"seq {seq} follows {last_seq}",
-                        segment=segment.name,
-                        offset=item.header.offset,
-                    )
-                else:
-                    report.dropped_frames += seq - last_seq - 1
-                if times and t <= times[-1]:
-                    report.add(
-                        "error",
-                        "time-backwards",
-                        f"frame {seq} time does not increase",
-                        segment=segment.name,
-                        offset=item.header.offset,
-                    )
-            if report.first_seq is None:
-                report.first_seq = seq
-            last_seq = seq
-            times.append(t)
-            tracker.feed(packet.get(SAMPLES) or {})
-    report.packets, report.last_seq = len(times), last_seq
-    _timing(report, np.frombuffer(times, dtype=np.int64) if times else np.zeros(0, np.int64))
-    tracker.finish(meta)
-    for incident in meta.incidents:
-        report.add(
-            "warning",
-            "incident",
-            f"{incident.get('stream')}: {incident.get('kind')}: {incident.get('message')}",
-        )
-    if report.dropped_frames:
-        report.add("warning", "dropped-frames", f"{report.dropped_frames} frames dropped (gaps in seq)")
-    _check_metadata(report, meta, path, rows)
-    return report
+
+
+def _packet_records(segment: Path) -> Iterator[tuple[int, int, memoryview] | Damage]:
+    """(offset, flags, payload) of each packet record, or the Damage found, in file order.
+
+    An intact segment (the usual case) goes through the reader's flat loop, which checks the same CRCs with a
+    third of the per-record cost; at the first problem the rest is scanned record by record, resyncing past
+    damage, and records already handed out are not handed out again.
+    """
+    done_to = -1
+    try:
+        for offset, flags, payload in iter_packet_payloads(segment):
+            done_to = offset
+            yield offset, flags, payload
+        return
+    except FormatError:
+        pass  # from here on, the careful scan says where the damage is and where intact records resume
+    for item in scan_segment(segment):
+        if isinstance(item, Damage):
+            yield item
+        elif item.header.offset > done_to and is_packet_record(item.header):
+            yield item.header.offset, item.header.flags, item.payload
 
 
 def _report_damage(report: ValidationReport, damage: Damage) -> None:
