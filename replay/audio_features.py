@@ -9,11 +9,13 @@ windows never accumulate drift. Log-mel is plain numpy (rfft + triangular filter
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+CHUNK = 512  # frames per FFT batch: temporaries of ~2.5 MB stay in cache
 LOG_FLOOR = 1e-10  # power floor before the log: silence (exact zeros) gives log(1e-10) = -23.03
 
 
@@ -36,6 +38,10 @@ class AudioTrack:
         starts = [i for i, _ in blocks]
         ends = [i + len(d) // frame_bytes for i, d in blocks]
         base, end = min(starts), max(ends)
+        if starts[1:] == ends[:-1] and all(len(d) % frame_bytes == 0 for _, d in blocks):
+            # the usual case: blocks follow each other with no gap or overlap; one join, no per-block copies
+            pcm = np.frombuffer(b"".join(d for _, d in blocks), "<i2").reshape(-1, channels)
+            return cls(rate, channels, base, pcm, np.ones(pcm.shape[0], bool))
         pcm = np.zeros((end - base, channels), np.int16)
         have = np.zeros(end - base, bool)
         for (i, data), stop in zip(blocks, ends, strict=True):
@@ -80,9 +86,17 @@ def step_windows(
     padded = np.zeros((n + 2 * pad, track.channels), np.int16)
     padded[pad : pad + n] = track.pcm
     windows = np.lib.stride_tricks.sliding_window_view(padded, length, axis=0)[rel].transpose(0, 2, 1)
-    have = np.concatenate([[0], np.cumsum(np.pad(track.have, pad), dtype=np.int64)])
-    mask = (have[rel + length] - have[rel]) == length
-    return np.ascontiguousarray(windows), mask, track.pcm.mean(axis=1, dtype=np.float32) / 32768.0
+    if track.have.all():  # no gap: a window is whole when it lies inside the recording
+        mask = (rel >= pad) & (rel + length <= pad + n)
+    else:
+        have = np.concatenate([[0], np.cumsum(np.pad(track.have, pad), dtype=np.int64)])
+        mask = (have[rel + length] - have[rel]) == length
+    if track.channels == 1:
+        mono = track.pcm[:, 0].astype(np.float32)
+    else:
+        mono = track.pcm.mean(axis=1, dtype=np.float32)
+    mono *= np.float32(1 / 32768.0)
+    return np.ascontiguousarray(windows), mask, mono
 
 
 @functools.lru_cache(maxsize=8)
@@ -122,13 +136,27 @@ def log_mel(
     flat = frame_ends.reshape(-1) - base
     padded = np.concatenate([np.zeros(window, np.float32), mono, np.zeros(window, np.float32)])
     starts = np.clip(flat - window + window, 0, padded.size - window)  # +window: the front padding
-    frames = np.lib.stride_tricks.sliding_window_view(padded, window)[starts]  # (F, window)
-    frames = frames * np.hanning(window).astype(np.float32)
+    view = np.lib.stride_tricks.sliding_window_view(padded, window)
+    hann = np.hanning(window).astype(np.float32)
     out = np.empty((flat.size, n_mels), np.float32)
     bank = mel_filterbank(rate, n_fft, n_mels, float(fmin), float(fmax or rate / 2))
-    chunk = 4096  # bound the temporary spectra (F × 1025 complex) on long sessions
-    for lo in range(0, flat.size, chunk):
-        spec = np.fft.rfft(frames[lo : lo + chunk], n=n_fft, axis=1)
-        power = (spec.real**2 + spec.imag**2).astype(np.float32)
-        out[lo : lo + chunk] = np.log(np.maximum(power @ bank, LOG_FLOOR))
+
+    def chunk(lo: int) -> None:
+        # Chunks of a few hundred frames keep the temporaries in cache; numpy's FFT, ufuncs and matmul release
+        # the GIL, so two chunks run on two cores.
+        frames = view[starts[lo : lo + CHUNK]] * hann
+        spec = np.fft.rfft(frames, n=n_fft, axis=1)
+        power = np.square(spec.real)
+        power += np.square(spec.imag)
+        mel = power @ bank
+        np.maximum(mel, LOG_FLOOR, out=mel)
+        out[lo : lo + CHUNK] = np.log(mel)
+
+    chunks = range(0, flat.size, CHUNK)
+    if len(chunks) > 1:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="vrcap-mel") as pool:
+            list(pool.map(chunk, chunks))
+    else:
+        for lo in chunks:
+            chunk(lo)
     return out.reshape(*frame_ends.shape, n_mels)
