@@ -19,16 +19,26 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH_PIN)
 	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
-	touch $@ $(VENV)/.installed
+	touch $@ $(VENV)/.installed $(VENV)/.installed-train
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-demo: $(VENV)/.installed
-	@rm -rf sessions/demo
+# Training needs PyTorch: the demo installs the train extra (the CPU wheel pinned below when it is on disk).
+$(VENV)/.installed-train: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(TORCH_PIN)
+	$(BIN)/python -m pip install --quiet -e '.[train]'
+	touch $@ $(VENV)/.installed
+
+# The main job end to end on the simulator: record -> validate -> tensors -> train a tiny model -> run it.
+demo: $(VENV)/.installed-train
+	@rm -rf sessions/demo outputs/demo
 	$(BIN)/vrcap record --session demo --root sessions --source sim --duration 10
 	$(BIN)/vrcap validate sessions/demo
 	$(BIN)/vrcap info sessions/demo
+	$(BIN)/vrcap replay sessions/demo --to-tensors outputs/demo/tensors
+	$(BIN)/vrcap train --config configs/train/tiny.yaml --data outputs/demo/tensors --out outputs/demo/train --max-steps 30
+	$(BIN)/vrcap infer --checkpoint outputs/demo/train/checkpoints/final.pt --session sessions/demo
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -43,6 +53,9 @@ test: lint
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python tools/bench/format.py
+	$(BIN)/python tools/bench/replay.py
+	$(BIN)/python tools/bench/train.py
+	$(BIN)/python tools/bench/server.py --seconds 20
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache outputs/demo sessions/demo

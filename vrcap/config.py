@@ -50,6 +50,14 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string; users type it all the same
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+            else:
+                if number == number and abs(number) != float("inf"):
+                    return number
         raise ConfigError(f"{where} must be a number, got {value!r}")
     if hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):

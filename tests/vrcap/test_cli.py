@@ -62,6 +62,8 @@ def test_vrcap_root_environment_variable(tmp_path: Path) -> None:
         ("writer.flush_interval_s=0", "flush_interval_s must be > 0"),
         ("sim.no_such_key=1", "unknown setting 'sim.no_such_key'"),
         ("record.jpeg_quality=high", "must be an integer"),
+        ("writer.flush_interval_s=soon", "must be a number"),
+        ("writer.flush_interval_s=nan", "must be a number"),
         ("justakey", "not KEY=VALUE"),
     ],
 )
@@ -70,6 +72,15 @@ def test_bad_config_values_are_one_clear_line(tmp_path: Path, override: str, exp
     assert result.returncode == 2
     assert expected in _one_line_error(result)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_float_written_1e_3_is_a_number(tmp_path: Path) -> None:
+    """YAML 1.1 reads 1e-3 (no dot) as a string; a config value that must be a number takes it as one."""
+    from capture.config import CaptureConfig
+    from vrcap.config import load_config
+
+    config = load_config(CaptureConfig, None, ["writer.flush_interval_s=25e-2"])
+    assert config.writer.flush_interval_s == 0.25
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
