@@ -61,6 +61,7 @@ def convert_one(path: str, out_dir: str, config_data: dict[str, Any], allow_inva
     """Convert one session; returns its manifest entry, or ``{"name", "refused": reason}``."""
     from safetensors.numpy import save_file
 
+    from replay.audio_stream import audio_layout
     from replay.extract import collect
     from replay.tensors import build
     from vrcap.config import build as build_config
@@ -81,7 +82,7 @@ def convert_one(path: str, out_dir: str, config_data: dict[str, Any], allow_inva
     check = SessionCheck(session)
     collected = collect(
         check.packets(), meta, config.step.rate_hz, config.images.tolerance_steps * step, config.images.size,
-        config.images.crop,
+        config.images.crop, audio_layout(meta, config.step.rate_hz, config.audio),
     )  # fmt: skip
     report = check.finish()
     problems = [f.message for f in report.errors]

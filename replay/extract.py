@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from replay.audio_stream import AudioAccumulator, AudioLayout, audio_stream
 from replay.images import decode_frame, output_shape
 from vrcap.metadata import SessionMeta
 from vrcap.packets import (
@@ -157,8 +158,7 @@ class Collected:
     last_t: int | None = None
     packets: int = 0
     arrays: dict[str, ArrayStream] = field(default_factory=dict)
-    audio_blocks: list[tuple[int, bytes]] = field(default_factory=list)
-    audio_first: tuple[int, int] | None = None  # (index, t) of the first block, for a fallback clock
+    audio: AudioAccumulator | None = None  # audio features, computed on a worker thread while reading
     texts: list[tuple[int, str, str]] = field(default_factory=list)  # (t, channel, text)
     cameras: dict[str, CameraSelector] = field(default_factory=dict)
 
@@ -169,7 +169,8 @@ class Collected:
                 future.cancel()
         self.cameras.clear()
         self.arrays.clear()
-        self.audio_blocks.clear()
+        if self.audio is not None:
+            self.audio.close()
 
 
 def camera_streams(meta: SessionMeta) -> list[StreamDescriptor]:
@@ -188,12 +189,13 @@ def collect(
     tolerance_ns: float,
     image_size: int,
     crop: bool,
+    audio_layout: AudioLayout,
 ) -> Collected:
     """Read every packet once; the step clock starts at the first packet's frame time."""
     out = Collected()
     kinds = {s.name: s for s in meta.streams}
     wanted = set(POSE_STREAMS + HAND_STREAMS + CONTROL_STREAMS)
-    audio = next((s for s in meta.streams if s.kind == "audio" and s.encoding == "pcm_s16le"), None)
+    audio = audio_stream(meta)
     audio_name = audio.name if audio is not None else None
     text_names = {s.name for s in meta.streams if s.kind == "text"}
     cams = {s.name for s in camera_streams(meta)}
@@ -204,6 +206,9 @@ def collect(
             out.first_t = t
             for name in sorted(cams):
                 out.cameras[name] = CameraSelector(kinds[name], t, rate_hz, tolerance_ns, image_size, crop)
+            if audio_name is not None:
+                clock = meta.clocks.get(audio_name)
+                out.audio = AudioAccumulator(audio_layout, clock, t, rate_hz, stream=not cams)
         out.last_t = t
         out.packets += 1
         for name, items in (packet.get("s") or {}).items():
@@ -217,10 +222,9 @@ def collect(
                     data.append(sample[S_DATA])
                     valid.append(sample.get(S_VALID, POSE_VALID))
             elif name == audio_name:
+                assert out.audio is not None
                 for sample in items:
-                    if out.audio_first is None:
-                        out.audio_first = (int(sample[S_INDEX]), int(sample[S_TIME]))
-                    out.audio_blocks.append((int(sample[S_INDEX]), sample[S_DATA]))
+                    out.audio.add(int(sample[S_INDEX]), sample[S_DATA], int(sample[S_TIME]))
             elif name in cams:
                 selector = out.cameras[name]
                 for sample in items:

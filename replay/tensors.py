@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from replay import align, tokenizer
-from replay.audio_features import AudioTrack, fallback_clock, index_at_times, log_mel, step_windows
+from replay.audio_stream import AudioResult, audio_layout, features
 from replay.config import ReplayConfig
 from replay.extract import CONTROL_STREAMS, HAND_STREAMS, POSE_STREAMS, Collected, tensor_camera_name
 from vrcap.metadata import SessionMeta
@@ -120,42 +120,24 @@ def _controls(
 def _audio(
     out: SessionTensors, c: Collected, meta: SessionMeta, config: ReplayConfig, steps: np.ndarray
 ) -> None:
-    cfg = config.audio
-    desc = next((s for s in meta.streams if s.kind == "audio" and s.encoding == "pcm_s16le"), None)
-    rate = int(desc.rate_hz) if desc is not None and desc.rate_hz > 0 else 48000
-    channels = int(desc.shape[-1]) if desc is not None and len(desc.shape) >= 2 else 1
-    track = AudioTrack.from_blocks(c.audio_blocks, rate, channels)
-    length = round(rate / config.step.rate_hz)
-    hop = round(rate * cfg.hop_ms / 1000)
-    window = round(rate * cfg.window_ms / 1000)
-    frames_per_step = max(1, length // hop)
-    clock = meta.clocks.get(desc.name) if desc is not None else None
-    if track is not None and not (clock and clock.get("type") == "linear" and clock.get("segments")):
-        assert c.audio_first is not None
-        clock = fallback_clock(*c.audio_first, rate)
-        out.notes.append("audio: no linear clock in session.json; placed by the first block's stamp")
-    if track is None or clock is None:
+    layout = audio_layout(meta, config.step.rate_hz, config.audio)
+    if c.audio is None:  # no audio stream, or no packet at all
         starts = np.zeros(steps.size, np.int64)
+        result = AudioResult(*features(None, starts, layout), starts, [])
     else:
-        starts = np.round(index_at_times(clock, steps.astype(np.float64))).astype(np.int64)
-    pcm, mask, mono = step_windows(track, starts, length)
-    if track is None:
-        mel = np.zeros((steps.size, frames_per_step, cfg.n_mels), np.float32)
-    else:
-        ends = starts[:, None] + hop * (1 + np.arange(frames_per_step))[None, :]  # (S, M): causal frames
-        mel = log_mel(mono, track.base, ends, rate, window, cfg.n_mels, cfg.fmin_hz, cfg.fmax_hz)
-        mel[~mask] = 0.0
-    if cfg.keep_pcm:
-        out.tensors["audio.pcm"] = pcm
-    out.tensors["audio.mel"] = mel
-    out.tensors["audio.mask"] = mask
-    out.tensors["audio.start_index"] = np.where(mask, starts, -1).astype(np.int64)
-    out.stats["audio.mel"] = _sums(mel, mask, (0, 1))
+        result = c.audio.finish(steps.size)
+    out.notes.extend(result.notes)
+    if config.audio.keep_pcm:
+        out.tensors["audio.pcm"] = result.pcm
+    out.tensors["audio.mel"] = result.mel
+    out.tensors["audio.mask"] = result.mask
+    out.tensors["audio.start_index"] = np.where(result.mask, result.starts, -1).astype(np.int64)
+    out.stats["audio.mel"] = _sums(result.mel, result.mask, (0, 1))
     out.stats["audio"] = {
-        "rate_hz": rate,
-        "channels": channels,
-        "samples_per_step": length,
-        "frames_per_step": frames_per_step,
+        "rate_hz": layout.rate,
+        "channels": layout.channels,
+        "samples_per_step": layout.length,
+        "frames_per_step": layout.frames_per_step,
     }
 
 

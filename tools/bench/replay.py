@@ -1,6 +1,6 @@
 """Replay benchmark: conversion speed in multiples of real time, and Dataset windows/s, in one run.
 
-    /work/main/.venv/bin/python tools/bench/replay.py [--seconds 30] [--repeat 3] [--window 32] [--json OUT]
+    .venv/bin/python tools/bench/replay.py [--seconds 60] [--repeat 5] [--window 32] [--json OUT]
 
 Sessions are written offline from the simulator (capture.sim_source.SimPacketGenerator, SessionWriter without
 fsync), so neither rendering nor recording is timed:
@@ -102,8 +102,8 @@ def windows_per_s(out: Path, window: int, workers: int, epochs: int = 3) -> tupl
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
