@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from capture.sim_motion import HEAD_MAX_PITCH_RAD, HEAD_MAX_YAW_RAD, RigMotion, quat_conj, quat_rotate
+from capture.sim_motion import HEAD_MAX_PITCH_RAD, HEAD_MAX_YAW_RAD, RigMotion
+from vrcap.quaternion import quat_conj, quat_rotate
 
 # --- audio ---------------------------------------------------------------------------------------------------
 AUDIO_AMPLITUDE = 0.5  # fraction of int16 full scale

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vrcap.quaternion import quat_conj, quat_mul, quat_rotate
+
 
 def step_times(t_first: int, t_last: int, rate_hz: float) -> np.ndarray:
     """Steps ``t_first + round(k * 1e9 / rate_hz)`` up to and including the last at or before ``t_last``."""
@@ -136,32 +138,6 @@ def assign_events(times: np.ndarray, steps: np.ndarray, rate_hz: float) -> np.nd
 
 
 # --- frames ---------------------------------------------------------------------------------------------
-
-
-def quat_conj(q: np.ndarray) -> np.ndarray:
-    return np.concatenate([-q[..., :3], q[..., 3:4]], axis=-1)
-
-
-def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product of xyzw quaternions, broadcasting."""
-    ax, ay, az, aw = np.moveaxis(a, -1, 0)
-    bx, by, bz, bw = np.moveaxis(b, -1, 0)
-    return np.stack(
-        [
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-            aw * bw - ax * bx - ay * by - az * bz,
-        ],
-        axis=-1,
-    )
-
-
-def quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Rotate vectors ``v`` (..., 3) by quaternions ``q`` (..., 4)."""
-    u, w = q[..., :3], q[..., 3:4]
-    t = 2.0 * np.cross(u, v)
-    return v + w * t + np.cross(u, t)
 
 
 def to_head_frame(poses: np.ndarray, head: np.ndarray) -> np.ndarray:

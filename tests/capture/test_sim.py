@@ -22,7 +22,7 @@ from capture.sim import (
     decode_frame_number,
     draw_frame_overlay,
 )
-from capture.sim_motion import quat_conj, quat_mul, quat_rotate
+from vrcap.quaternion import quat_conj, quat_mul, quat_rotate
 
 RATE = 48000
 GRID = np.linspace(0.0, 40.0, 401)
