@@ -21,6 +21,7 @@ When the runtime ends the session (STOPPING/EXITING) the source calls ``on_stop(
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -223,16 +224,23 @@ class OpenXRHeadset:
         )  # fmt: skip
         self._measure_clock(time.monotonic_ns())
 
-    def _display_rate(self) -> float:
-        """A paced runtime samples once per display frame: one frame now tells its rate, before streams exist.
+    def _display_rate(self, frames: int = 9) -> float:
+        """A paced runtime samples once per display frame: a few frames now tell its rate, before streams exist.
 
         The configured rate only applies to headless runtimes; a stream declaring 90 Hz while the runtime
-        paces at 72 or 120 would make every rate check in `vrcap validate` wrong.
+        paces at 72 or 120 would make every rate check in `vrcap validate` wrong. The spacing of the predicted
+        display times is what counts, once settled: Monado's null compositor predicts a 16.7 ms period on its
+        first frame and spaces the next few irregularly before it paces at 50 ms; the last four spacings decide.
         """
         api, session = self._api, self._session
-        display_time, period = api.wait_frame(session)
-        api.begin_frame(session)
-        api.end_frame(session, display_time)
+        times, reported = [], 0
+        for _ in range(frames):
+            display_time, reported = api.wait_frame(session)
+            api.begin_frame(session)
+            api.end_frame(session, display_time)
+            times.append(display_time)
+        steps = sorted(b - a for a, b in itertools.pairwise(times[-5:]) if b > a)
+        period = steps[len(steps) // 2] if steps else reported
         self.info["display_period_ns"] = int(period)
         return 1e9 / period if period > 0 else float(self.config.rate_hz)
 
