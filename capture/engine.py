@@ -28,17 +28,26 @@ from typing import Any
 import numpy as np
 
 from capture.assembler import DROPPABLE_KINDS, FrameAssembler
-from capture.source import FrameSource, PushSource
+from capture.source import FrameSource, PacketTap, PushSource
 from capture.writer_thread import WriterThread
 from vrcap.errors import CaptureError, VrcapError
-from vrcap.packets import S_DATA, S_SOURCE_TIME, S_TIME, SAMPLES, SEQ, SOURCE_TIME, TIME
+from vrcap.packets import (
+    ANNOTATION_CHANNELS,
+    ANNOTATION_KINDS,
+    S_DATA,
+    S_SOURCE_TIME,
+    S_TIME,
+    SAMPLES,
+    SEQ,
+    SOURCE_TIME,
+    TIME,
+)
 from vrcap.streams import StreamDescriptor
+from vrcap.wording import clock, dropped_words, plural
 from vrcap.writer import SessionWriter, WriterConfig
 
 ANNOTATION_STREAM = "annotations"
 MAX_CATCH_UP_S = 0.1
-ANNOTATION_KINDS = ("instruction", "transcript", "marker")
-ANNOTATION_CHANNELS = ("internal", "external")
 
 
 def annotation_stream() -> StreamDescriptor:
@@ -73,18 +82,18 @@ class LiveStats:
         return asdict(self)
 
     def line(self) -> str:
-        minutes, seconds = divmod(self.elapsed_s, 60)
         rate = self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
-        level = " quiet" if self.audio_dbfs is None or self.audio_dbfs < -90 else f"{self.audio_dbfs:6.1f}"
-        failing = f"  ⚠ {len(self.incidents)} incidents" if self.incidents else ""
+        quiet = self.audio_dbfs is None or self.audio_dbfs < -90
+        level = " quiet" if quiet else f"{self.audio_dbfs:6.1f} dBFS"
+        failing = f"  ⚠ {plural(len(self.incidents), 'incident')}" if self.incidents else ""
         audio_clock = self.clocks.get("audio") or {}
         if "drift_ppm" in audio_clock:  # the sound card's clock against the host's, as fitted so far
-            level += f" dBFS, clock {audio_clock.get('offset_ms', 0.0):+.1f} ms {audio_clock['drift_ppm']:+.0f} ppm"
-        else:
-            level += " dBFS"
+            level += (
+                f", clock {audio_clock.get('offset_ms', 0.0):+.1f} ms {audio_clock['drift_ppm']:+.0f} ppm"
+            )
         return (
-            f"● REC {self.session}  {int(minutes):02d}:{seconds:04.1f}  frames {self.frames} ({rate:.1f}/s)  "
-            f"{self.bytes_written / 1e6:.1f} MB ({self.write_mb_s:.1f} MB/s)  drops {self.total_drops}  "
+            f"● REC {self.session}  {clock(self.elapsed_s)}  frames {self.frames} ({rate:.1f}/s)  "
+            f"{self.bytes_written / 1e6:.1f} MB ({self.write_mb_s:.1f} MB/s)  {dropped_words(self.dropped_frames, self.drops)}  "
             f"queue {self.queue_packets}  audio {level}{failing}"
         )
 
@@ -114,8 +123,10 @@ class CaptureEngine:
         writer_config: WriterConfig | None = None,
         duration_s: float = 0.0,
         capture_config: dict[str, Any] | None = None,
+        taps: list[PacketTap] | None = None,
     ) -> None:
         self.path = path
+        self.taps = list(taps or [])
         self.frame_source = frame_source
         self.push_sources = list(push_sources)
         self.writer_config = writer_config or WriterConfig()
@@ -131,6 +142,7 @@ class CaptureEngine:
         self._assembler: FrameAssembler | None = None
         self._started: list[PushSource] = []
         self._next_seq = 0
+        self._written: dict[str, int] = {}  # samples put into packets per stream, the polled ones too
 
     # --- control, from any thread --------------------------------------------------------------------
 
@@ -143,8 +155,14 @@ class CaptureEngine:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def annotate(self, text: str, kind: str = "marker", channel: str = "external") -> int:
-        """Store a text event stamped now (host monotonic ns, returned); it goes into the next packet."""
+    def annotate(
+        self, text: str, kind: str = "marker", channel: str = "external", t_ns: int | None = None
+    ) -> int:
+        """Store a text event stamped ``t_ns`` or now (host monotonic ns, returned); it goes into the next packet.
+
+        The API process stamps the time it received the request and passes it here: the monotonic clock is the
+        same in every process of the host, so the recorder process's channel adds no delay to the stamp.
+        """
         if kind not in ANNOTATION_KINDS:
             raise ValueError(f"annotation kind must be one of {', '.join(ANNOTATION_KINDS)}, got {kind!r}")
         if channel not in ANNOTATION_CHANNELS:
@@ -155,7 +173,7 @@ class CaptureEngine:
             raise CaptureError(
                 f"recording {self.path.name} is not running; annotations need a running recording"
             )
-        t = time.monotonic_ns()
+        t = time.monotonic_ns() if t_ns is None else int(t_ns)
         with self._ann_lock:
             self._annotations.append(
                 {S_TIME: t, S_SOURCE_TIME: t, S_DATA: {"text": text, "kind": kind, "channel": channel}}
@@ -184,7 +202,10 @@ class CaptureEngine:
         for source in self.push_sources:
             streams.extend(source.streams())
         streams.append(annotation_stream())
+        for tap in self.taps:  # like a device: a tap that cannot open must not leave an empty session
+            tap.open(streams)
         kinds = {s.name: s.kind for s in streams}
+        self._written = dict.fromkeys(kinds, 0)
         self._assembler = FrameAssembler(kinds)
         self._writer = SessionWriter.create(
             self.path, streams, config=self.writer_config, capture_config=self.capture_config
@@ -221,6 +242,9 @@ class CaptureEngine:
             samples = self.frame_source.frame(seq, due)
             samples.update(self._assembler.take())
             self._take_annotations(samples)
+            self._count(samples)
+            if self.taps:
+                self._tap({SEQ: seq, TIME: due, SAMPLES: samples})
             self._writer_thread.submit({SEQ: seq, TIME: due, SOURCE_TIME: due - t0, SAMPLES: samples})
             frames += 1
             seq += 1
@@ -242,7 +266,9 @@ class CaptureEngine:
             samples = self.frame_source.frame(self._next_seq, t)
             samples.update(tail)
             self._take_annotations(samples)
+            self._count(samples)
             with contextlib.suppress(VrcapError):
+                self._tap({SEQ: self._next_seq, TIME: t, SAMPLES: samples})
                 self._writer_thread.submit(
                     {SEQ: self._next_seq, TIME: t, SOURCE_TIME: t - self.frame_source_t0, SAMPLES: samples}
                 )
@@ -266,6 +292,11 @@ class CaptureEngine:
             dict(writer.drops), list(writer.meta.incidents), latency,
         )  # fmt: skip
 
+    def _tap(self, packet: dict[str, Any]) -> None:
+        """Taps get their own copy of the samples map: the writer thread may strip frames from the original."""
+        for tap in self.taps:
+            tap.put({**packet, SAMPLES: dict(packet[SAMPLES])})
+
     @property
     def frame_source_t0(self) -> int:
         return int(getattr(self.frame_source, "t0", 0))
@@ -280,12 +311,21 @@ class CaptureEngine:
         for incident in self._assembler.take_incidents():
             writer.add_incident(incident["stream"], incident["kind"], incident["message"], incident["t"])
         writer.meta.clocks = self._clocks()
+        final_streams = getattr(self.frame_source, "final_streams", None)  # rates known only now (WebXR)
+        if final_streams is not None:
+            writer.meta.streams = final_streams(writer.meta.streams)
 
     def _clocks(self) -> dict[str, Any]:
         clocks = {"headset": self.frame_source.clock_info()}
         for source in self.push_sources:
             clocks[source.name] = source.clock_info()
         return clocks
+
+    def _count(self, samples: dict[str, list[dict[str, Any]]]) -> None:
+        """Per-stream sample counts as they enter packets: the frame source's streams and annotations too."""
+        written = self._written
+        for name, items in samples.items():
+            written[name] = written.get(name, 0) + len(items)
 
     def _take_annotations(self, samples: dict[str, list[dict[str, Any]]]) -> None:
         if self._annotations:
@@ -302,7 +342,7 @@ class CaptureEngine:
         s.queue_packets, s.queue_mb = wt.queued_packets, wt.queued_bytes / 1e6
         s.bytes_written = self._writer.bytes_written
         s.write_mb_s = s.bytes_written / 1e6 / s.elapsed_s if s.elapsed_s > 0 else 0.0
-        s.samples = dict(self._assembler.received)
+        s.samples = self._written  # the dict itself: copied when a snapshot leaves the engine (to_dict)
         s.drops = dict(self._assembler.drops)
         for k, v in wt.drops.items():
             s.drops[k] = s.drops.get(k, 0) + v
@@ -319,6 +359,9 @@ class CaptureEngine:
             if "offset_ns" in info:
                 figures["offset_ms"] = info["offset_ns"] / 1e6
             s.clocks[source.name] = figures
+        live_clock = getattr(self.frame_source, "live_clock", None)  # a headset whose clock is fitted (WebXR)
+        if live_clock is not None:
+            s.clocks["headset"] = live_clock()
         if self._assembler is not None:
             s.incidents = [dict(i) for i in self._assembler.incidents]
         return s
@@ -335,6 +378,9 @@ class CaptureEngine:
         for source in self.push_sources:
             with contextlib.suppress(Exception):
                 source.stop()
+        for tap in self.taps:
+            with contextlib.suppress(Exception):
+                tap.close()
         with contextlib.suppress(Exception):
             self.frame_source.close()
         if self._writer_thread is not None:

@@ -25,8 +25,10 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+from pydantic import Field, StrictBool
+from pydantic.dataclasses import dataclass
 
 from capture.openxr_api import is_loss
 from capture.openxr_probe import INSTALL_HINT, _quiet_stderr
@@ -46,41 +48,42 @@ SPACES = ("stage", "local")
 class OpenXRConfig:
     """How the OpenXR source records (``record.source: openxr``)."""
 
-    rate_hz: float = (
-        90.0  # samples per second in headless mode; a paced runtime sets its display rate; 1..1000
+    rate_hz: float = Field(
+        90.0,
+        ge=1,
+        le=1000,
+        description="samples per second in headless mode; a paced runtime sets its display rate",
     )
-    reference_space: str = (
-        "stage"  # "stage" (room-scale, floor origin) or "local" (seated); stage falls back to
+    reference_space: str = Field(
+        "stage",
+        description='"stage" (room-scale, floor origin) or "local" (seated); stage falls back to local when '
+        "the runtime has no stage, and the streams' frame says so",
     )
-    # local when the runtime has no stage, and the streams' frame says so
-    controllers: bool = (
-        True  # both controllers through an action set: grip + aim poses, trigger, buttons, ...
+    controllers: StrictBool = Field(
+        True, description="both controllers through an action set: grip + aim poses, trigger, buttons, ..."
     )
-    hands: bool = True  # 26 hand joints per hand, when the runtime offers XR_EXT_hand_tracking and a tracker
-    eye_gaze: bool = (
-        True  # the gaze pose, when the runtime offers XR_EXT_eye_gaze_interaction and eye tracking
+    hands: StrictBool = Field(
+        True,
+        description="26 hand joints per hand, when the runtime offers XR_EXT_hand_tracking and a tracker",
     )
-    headless: bool = (
-        True  # use XR_MND_headless when offered (no frame loop, no graphics); False: Vulkan + frame loop
+    eye_gaze: StrictBool = Field(
+        True,
+        description="the gaze pose, when the runtime offers XR_EXT_eye_gaze_interaction and eye tracking",
     )
-    ready_timeout_s: float = 5.0  # how long open() waits for the runtime to make the session ready
-    app_name: str = "vrcap"  # what the runtime shows as the application
+    headless: StrictBool = Field(
+        True,
+        description="use XR_MND_headless when offered (no frame loop, no graphics); false: Vulkan + frames",
+    )
+    ready_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="how long open() waits for the runtime to make the session ready"
+    )
+    app_name: str = Field("vrcap", description="what the runtime shows as the application")
 
     def __post_init__(self) -> None:
-        if not 1.0 <= float(self.rate_hz) <= 1000.0:
-            raise ConfigError(
-                f"openxr.rate_hz must be between 1 and 1000 samples per second (got {self.rate_hz})"
-            )
+        """What a bound cannot say: the two spaces by name, and a non-empty name."""
         if self.reference_space not in SPACES:
             raise ConfigError(
                 f"openxr.reference_space must be 'stage' (room-scale) or 'local' (seated), got {self.reference_space!r}"
-            )
-        for name in ("controllers", "hands", "eye_gaze", "headless"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"openxr.{name} must be true or false (got {getattr(self, name)!r})")
-        if not 0 < self.ready_timeout_s <= 120:
-            raise ConfigError(
-                f"openxr.ready_timeout_s must be in (0, 120] seconds (got {self.ready_timeout_s})"
             )
         if not self.app_name.strip():
             raise ConfigError("openxr.app_name must not be empty, e.g. openxr.app_name=vrcap")

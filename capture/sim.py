@@ -1,25 +1,30 @@
-"""A deterministic virtual VR rig: every pose, input, hand joint, audio sample and pixel is a function of time.
+"""A deterministic virtual VR rig: every pose, input, hand joint, audio sample, pixel and text is a function of time.
 
 Why: the recorder, the session format and the replay tools need ground truth to be tested against, on machines
-with no headset. ``SimRig`` answers "what did the hardware report at time t?" exactly, with no I/O, no wall clock
-and no unseeded randomness: the same config gives bit-identical outputs, another ``seed`` other trajectories.
-Audio events and button presses do not depend on the seed, so tests can hard-code their times.
+with no headset, and a model needs sessions with something to learn. ``SimRig`` answers "what did the hardware
+report at time t?" exactly, with no I/O, no wall clock and no unseeded randomness: the same config gives
+bit-identical outputs, another ``seed`` other tasks, motion, voice and text. The calibration tones and chirps and
+the button presses do not depend on the seed, so tests can hard-code their times.
 
 Split by concern, re-exported here:
 
+    sim_tasks.py    the seeded tasks: instruction, transcript and motion offsets of each (TaskSchedule)
     sim_motion.py   head, controllers, controller inputs, hand skeletons (POSE_FIELDS, HAND_JOINTS, ...)
-    sim_media.py    microphone audio with known events; camera frames with a frame-number barcode
+    sim_speech.py   the seeded voice saying each transcript, clear of the calibration tones
+    sim_media.py    microphone audio (tones, chirps, words); camera frames with a frame-number barcode
     sim.py          SimConfig (+ SimConfigError) and the SimRig facade
+    offline.py      `vrcap record --offline`: a whole session through SessionWriter, unpaced
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass as plain_dataclass
 
 import numpy as np
+from pydantic import Field, StrictBool
+from pydantic.dataclasses import dataclass
 
 from capture.sim_media import (
     AUDIO_AMPLITUDE,
@@ -52,6 +57,8 @@ from capture.sim_motion import (
     ButtonSchedule,
     RigMotion,
 )
+from capture.sim_tasks import EPISODE_S, TASK_KINDS, Task, TaskSchedule
+from vrcap.errors import ConfigError
 
 __all__ = [
     "AUDIO_AMPLITUDE",
@@ -63,6 +70,7 @@ __all__ = [
     "CHIRP_PERIOD_MS",
     "CHIRP_START_HZ",
     "CONTROL_FIELDS",
+    "EPISODE_S",
     "HAND_FIELDS",
     "HAND_JOINTS",
     "MAX_FRAME_NUMBER",
@@ -70,6 +78,7 @@ __all__ = [
     "MIN_CAMERA_WIDTH",
     "POSE_FIELDS",
     "SIDES",
+    "TASK_KINDS",
     "TONE_DURATION_MS",
     "TONE_FIRST_MS",
     "TONE_FREQS_HZ",
@@ -79,6 +88,9 @@ __all__ = [
     "SimConfig",
     "SimConfigError",
     "SimRig",
+    "SimText",
+    "Task",
+    "TaskSchedule",
     "decode_frame_number",
     "draw_frame_overlay",
 ]
@@ -87,37 +99,68 @@ MIN_AUDIO_RATE_HZ = 16000  # the chirp reaches 4 kHz; below 16 kHz it would sit 
 _CAMERA_NAME = re.compile(r"[a-z0-9_]+")
 
 
-class SimConfigError(ValueError):
-    """A SimConfig value that cannot work; the message names the field and a value that would."""
+class SimConfigError(ConfigError):
+    """A SimConfig value that cannot work; the message names the field and a value that would. A ConfigError,
+    not a ValueError: pydantic would wrap a ValueError from __post_init__ into its own multi-line report."""
 
 
 @dataclass
 class SimConfig:
     """The virtual rig: which devices it has and how fast they report."""
 
-    headset_rate_hz: float = 90.0  # frame clock of the virtual headset (poses, controls, hands)
-    hands: bool = True  # whether the rig reports hand tracking, 26 joints per hand (XR_EXT_hand_tracking)
-    audio_rate_hz: int = 48000  # microphone sample rate
-    audio_channels: int = 1  # channel c carries the mono signal scaled by 0.8**c
-    audio_block: int = 480  # samples per block the virtual microphone delivers (480 = 10 ms at 48 kHz)
-    cameras: tuple[str, ...] = ("left", "right")  # "left"/"right" form a stereo pair; names are [a-z0-9_]+
-    camera_width: int = 640  # pixels; >= 320 so the frame-number barcode stays readable
-    camera_height: int = 480  # pixels; >= camera_width / 8 (barcode plus text line)
-    camera_fps: float = 30.0  # frame k is at t = k / camera_fps
-    seed: int = 0  # picks the trajectory phases; the same seed gives bit-identical outputs
+    headset_rate_hz: float = Field(
+        90.0, gt=0, le=1000, description="frame clock of the virtual headset (poses, controls, hands)"
+    )
+    hands: StrictBool = Field(
+        True, description="whether the rig reports hand tracking, 26 joints per hand (XR_EXT_hand_tracking)"
+    )
+    audio_rate_hz: int = Field(
+        48000, ge=MIN_AUDIO_RATE_HZ, le=384000, description="microphone sample rate (the chirp reaches 4 kHz)"
+    )
+    audio_channels: int = Field(
+        1, ge=1, le=32, description="channel c carries the mono signal scaled by 0.8**c"
+    )
+    audio_block: int = Field(
+        480,
+        ge=1,
+        le=96000,
+        description="samples per block the virtual microphone delivers (480 = 10 ms at 48 kHz)",
+    )
+    cameras: tuple[str, ...] = Field(
+        ("left", "right"), description='"left"/"right" form a stereo pair; names are [a-z0-9_]+'
+    )
+    camera_width: int = Field(
+        640,
+        ge=MIN_CAMERA_WIDTH,
+        le=7680,
+        description="pixels; >= 320 so the frame-number barcode stays readable",
+    )
+    camera_height: int = Field(
+        480,
+        ge=min_camera_height(MIN_CAMERA_WIDTH),
+        le=4320,
+        description="pixels; >= camera_width / 8 (barcode plus text line)",
+    )
+    camera_fps: float = Field(30.0, gt=0, le=1000, description="frame k is at t = k / camera_fps")
+    seed: int = Field(
+        0,
+        ge=0,
+        le=2**63 - 1,
+        description="picks tasks, voice and trajectory phases; the same seed gives bit-identical outputs",
+    )
+    tasks: StrictBool = Field(
+        True,
+        description="perform seeded tasks announced by instructions (internal text); false: free motion only",
+    )
+    speech: StrictBool = Field(
+        True, description="with tasks: say each task's transcript (words in the microphone, external text)"
+    )
 
     def __post_init__(self) -> None:
+        """What one field's bounds cannot say: camera names, and a height that depends on the width."""
         self.cameras = tuple(self.cameras)  # YAML and the CLI give lists
-        _check_rate("headset_rate_hz", self.headset_rate_hz, "e.g. 90 (Quest 2) or 72")
-        _check_rate("camera_fps", self.camera_fps, "e.g. 30")
-        if not isinstance(self.hands, bool):
-            raise SimConfigError(f"SimConfig.hands must be true or false, got {self.hands!r}")
-        _check_int("audio_rate_hz", self.audio_rate_hz, MIN_AUDIO_RATE_HZ, "use 48000 or 44100")
-        _check_int("audio_channels", self.audio_channels, 1, "use 1 for a mono microphone")
-        _check_int("audio_block", self.audio_block, 1, "use 480 for 10 ms blocks at 48 kHz")
-        _check_int("seed", self.seed, 0, "any non-negative integer, e.g. 0")
         for name in self.cameras:
-            if not isinstance(name, str) or not _CAMERA_NAME.fullmatch(name):
+            if not _CAMERA_NAME.fullmatch(name):
                 raise SimConfigError(
                     f"SimConfig.cameras has the name {name!r}; camera names must be non-empty and use only "
                     "a-z, 0-9 and '_', e.g. cameras: [left, right]"
@@ -126,33 +169,23 @@ class SimConfig:
             raise SimConfigError(
                 f"SimConfig.cameras lists a camera twice: {list(self.cameras)}; name each once"
             )
-        _check_int(
-            "camera_width",
-            self.camera_width,
-            MIN_CAMERA_WIDTH,
-            "narrower frames cannot hold the barcode; use 640",
-        )
         need = min_camera_height(self.camera_width)
-        _check_int(
-            "camera_height", self.camera_height, need, f"a {self.camera_width} px wide frame needs that much"
-        )
+        if self.camera_height < need:
+            raise SimConfigError(
+                f"SimConfig.camera_height must be >= {need}, got {self.camera_height}; a {self.camera_width} px "
+                "wide frame needs that much"
+            )
 
 
-def _check_rate(field: str, value: object, example: str) -> None:
-    ok = (
-        isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    )
-    if not ok:
-        raise SimConfigError(
-            f"SimConfig.{field} must be a positive number per second, got {value!r}; {example}"
-        )
+@plain_dataclass(frozen=True)
+class SimText:
+    """One text event of the sim, as the annotations stream carries it (docs/FORMAT.md)."""
 
-
-def _check_int(field: str, value: object, minimum: int, fix: str) -> None:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise SimConfigError(f"SimConfig.{field} must be an integer, got {value!r}; {fix}")
-    if value < minimum:
-        raise SimConfigError(f"SimConfig.{field} must be >= {minimum}, got {value}; {fix}")
+    t_s: float  # seconds since the recording started
+    text: str
+    kind: str  # "instruction" or "transcript"
+    channel: str  # "internal" (instructions) or "external" (what is said)
+    task: Task
 
 
 class SimRig:
@@ -164,8 +197,11 @@ class SimRig:
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
-        self._motion = RigMotion(config.seed)
-        self._audio = AudioSynth(config.audio_rate_hz, config.audio_channels)
+        speaks = config.tasks and config.speech
+        self._audio = AudioSynth(config.audio_rate_hz, config.audio_channels, config.seed if speaks else None)
+        self.tasks = TaskSchedule(config.seed, self._audio.speech) if config.tasks else None
+        self._audio.tasks = self.tasks
+        self._motion = RigMotion(config.seed, self.tasks)
         self._camera = CameraRenderer(
             config.camera_width, config.camera_height, config.camera_fps, config.seed, self._motion
         )
@@ -197,6 +233,31 @@ class SimRig:
     def audio_events(self, t_end: float) -> list[AudioEvent]:
         """Ground truth: every tone and chirp that starts before ``t_end``, sorted by start."""
         return self._audio.events(t_end)
+
+    def text_events(self, t_end: float, transcripts: bool = True) -> list[SimText]:
+        """Ground truth of the text: each task's instruction at its start and, with speech, its transcript at its
+        first word; every event before ``t_end``, sorted by time. Empty without ``config.tasks``."""
+        if self.tasks is None:
+            return []
+        out = []
+        speaks = transcripts and self._audio.speech is not None
+        for number in range(math.floor(max(t_end, 0.0) / EPISODE_S) + 1):
+            episode = self.tasks.episode(number)
+            for task, first in zip(episode.tasks, episode.first_word, strict=True):
+                out.append(SimText(task.start_s, task.instruction, "instruction", "internal", task))
+                if speaks:
+                    said = episode.words[first].start / self.config.audio_rate_hz
+                    out.append(SimText(said, task.transcript, "transcript", "external", task))
+        return sorted((e for e in out if e.t_s < t_end), key=lambda e: e.t_s)
+
+    def prepare(self, t_end: float) -> None:
+        """Draw the tasks and render the words until ``t_end`` now, so a live recording's first frames and audio
+        blocks do not pay for them (a word's sound is rendered once, ~15 ms, then reused)."""
+        if self.tasks is None:
+            return
+        end = t_end * self.config.audio_rate_hz
+        for number in range(math.floor(max(t_end, 0.0) / EPISODE_S) + 1):
+            self._audio.prepare([w for w in self.tasks.episode(number).words if w.start < end])
 
     def camera_frame(self, name: str, frame_number: int) -> np.ndarray:
         """(H, W, 3) uint8 BGR frame ``frame_number`` of camera ``name``; see ``decode_frame_number``."""

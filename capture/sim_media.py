@@ -20,11 +20,14 @@ import functools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
 from capture.sim_motion import HEAD_MAX_PITCH_RAD, HEAD_MAX_YAW_RAD, RigMotion
+from capture.sim_speech import SPEECH_AMPLITUDE, SpeechTrack, Voice
+from capture.sim_tasks import EPISODE_S, TaskSchedule
 from vrcap.quaternion import quat_conj, quat_rotate
 
 # --- audio ---------------------------------------------------------------------------------------------------
@@ -44,12 +47,13 @@ _TWO_PI = 2.0 * math.pi
 class AudioEvent:
     """Ground truth of one burst; ``start_s`` is the time of its first (non-zero) sample."""
 
-    kind: str  # "tone" or "chirp"
+    kind: str  # "tone", "chirp" or "word"
     start_s: float
     duration_s: float
-    freq_hz: float  # start frequency
+    freq_hz: float  # start frequency (a word's pitch)
     end_freq_hz: float  # == freq_hz for tones
-    amplitude: float  # fraction of full scale
+    amplitude: float  # fraction of full scale (a word's peak is at most this)
+    text: str = ""  # the word said
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,18 @@ class _Burst:
 
 
 class AudioSynth:
-    """The virtual microphone: ``block(i, n)`` is samples i..i+n-1, int16, (n, channels)."""
+    """The virtual microphone: ``block(i, n)`` is samples i..i+n-1, int16, (n, channels).
 
-    def __init__(self, rate_hz: int, channels: int) -> None:
+    Seed-independent calibration tones and chirps, and, with a ``TaskSchedule``, the seeded voice saying each
+    task's transcript in between (capture/sim_speech.py).
+    """
+
+    def __init__(self, rate_hz: int, channels: int, speech_seed: int | None = None) -> None:
         self._rate = rate_hz
+        voice = Voice.from_seed(speech_seed) if speech_seed is not None else None
+        # The narrator a TaskSchedule is built with; its words are heard once ``tasks`` is set.
+        self.speech = SpeechTrack(rate_hz, voice, self._burst_spans) if voice is not None else None
+        self.tasks: TaskSchedule | None = None
         self._gains = (
             AUDIO_CHANNEL_GAIN ** np.arange(channels, dtype=np.float64) * AUDIO_AMPLITUDE * _FULL_SCALE
         )
@@ -91,6 +103,15 @@ class AudioSynth:
                     yield _Burst(start, length, *freqs[k % len(freqs)])
                 k += 1
 
+    def prepare(self, words: list[Any]) -> None:
+        """Render the sound of ``words`` now (see SimRig.prepare)."""
+        if self.speech is not None:
+            for word in words:
+                self.speech.samples(word.text)
+
+    def _burst_spans(self, first: int, end: int) -> Iterator[tuple[int, int]]:
+        return ((b.start, b.length) for b in self._bursts(max(first, 0), end))
+
     def events(self, t_end: float) -> list[AudioEvent]:
         """Every event that starts before ``t_end`` seconds, sorted by start."""
         end = max(0, math.ceil(t_end * self._rate))
@@ -105,6 +126,13 @@ class AudioSynth:
             )
             for burst in self._bursts(0, end)
         ]
+        if self.speech is not None and self.tasks is not None:
+            last = math.floor(max(t_end, 0.0) / EPISODE_S)
+            out += [
+                AudioEvent("word", w.start / self._rate, w.length / self._rate, w.f0_hz,
+                           w.f0_hz * (1.0 + w.glide), SPEECH_AMPLITUDE, w.text)
+                for e in range(last + 1) for w in self.tasks.episode(e).words
+            ]  # fmt: skip
         return sorted((e for e in out if e.start_s < t_end), key=lambda e: e.start_s)
 
     def block(self, start_index: int, n: int) -> np.ndarray:
@@ -118,6 +146,12 @@ class AudioSynth:
             offsets = np.arange(lo - burst.start, hi - burst.start)
             wave = self._burst_wave(burst, offsets)
             out[lo - start_index : hi - start_index] = np.rint(wave[:, None] * self._gains)
+        if self.speech is not None and self.tasks is not None and n:
+            voice = np.zeros(n)
+            self.speech.add(voice, start_index, self.tasks)
+            spoken = np.flatnonzero(voice)  # words never overlap the tones: add only where they are
+            if spoken.size:
+                out[spoken] = np.rint(voice[spoken, None] * self._gains)
         return out
 
     def _burst_wave(self, burst: _Burst, k: np.ndarray) -> np.ndarray:

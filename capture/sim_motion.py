@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from capture.sim_tasks import TASK_MAX_PITCH_RAD, TASK_MAX_YAW_RAD, TaskSchedule
 from vrcap.quaternion import quat_mul, quat_rotate
 
 POSE_FIELDS: tuple[str, ...] = ("px", "py", "pz", "qx", "qy", "qz", "qw", "vx", "vy", "vz", "wx", "wy", "wz")
@@ -131,6 +132,18 @@ _HEAD_AMPS = ((0.15, 0.05), (0.04, 0.02), (0.12, 0.06), (0.70, 0.347), (0.22, 0.
 _HEAD_PERIODS = ((7.3, 3.1), (4.7, 2.3), (8.9, 3.7), (9.7, 4.3), (6.1, 2.9), (5.3, 2.2))
 HEAD_MAX_YAW_RAD = sum(_HEAD_AMPS[3])  # 60°: the camera pre-renders a panorama wide enough for it
 HEAD_MAX_PITCH_RAD = sum(_HEAD_AMPS[4])  # 20°
+# With tasks, the free-running head turns less, so that it plus a task's look stays within the same range.
+_TASK_HEAD_GAIN = np.array(
+    [
+        1.0,
+        1.0,
+        1.0,
+        1.0 - TASK_MAX_YAW_RAD / HEAD_MAX_YAW_RAD,
+        1.0 - TASK_MAX_PITCH_RAD / HEAD_MAX_PITCH_RAD,
+        0.5,
+    ]
+)
+_TASK_CONTROLLER_GAIN = 0.6  # and the hands wander less: the task motion is what there is to learn
 # Controllers: offset from the head in the head's yaw frame, then their own yaw/pitch/roll. Slower loops.
 _CONTROLLER_BASE = {"left": np.array([-0.18, -0.30, -0.28]), "right": np.array([0.18, -0.30, -0.28])}
 _CONTROLLER_AMPS = ((0.06, 0.03), (0.05, 0.03), (0.05, 0.02), (0.25, 0.10), (0.30, 0.10), (0.30, 0.15))
@@ -296,30 +309,57 @@ def check_side(side: str) -> None:
 
 
 class RigMotion:
-    """Head, controllers, inputs and hands of one simulated person; a pure function of (seed, t)."""
+    """Head, controllers, inputs and hands of one simulated person; a pure function of (seed, t).
 
-    def __init__(self, seed: int) -> None:
+    With a ``TaskSchedule`` the person also performs its tasks: their offsets are added to a calmer free-running
+    motion (``_TASK_HEAD_GAIN``, ``_TASK_CONTROLLER_GAIN``), so head turns stay within the documented range.
+    """
+
+    def __init__(self, seed: int, tasks: TaskSchedule | None = None) -> None:
         rng = np.random.default_rng(seed)  # draw order is fixed: the same seed always gives the same phases
-        self._head = _SineSums(_HEAD_AMPS, _HEAD_PERIODS, rng)
-        self._controllers = {side: _SineSums(_CONTROLLER_AMPS, _CONTROLLER_PERIODS, rng) for side in SIDES}
+        head_gain = _TASK_HEAD_GAIN if tasks is not None else np.ones(6)
+        hand_gain = _TASK_CONTROLLER_GAIN if tasks is not None else 1.0
+        self._head = _SineSums(np.asarray(_HEAD_AMPS) * head_gain[:, None], _HEAD_PERIODS, rng)
+        self._controllers = {
+            side: _SineSums(np.asarray(_CONTROLLER_AMPS) * hand_gain, _CONTROLLER_PERIODS, rng)
+            for side in SIDES
+        }
         self._input_phases = {side: tuple(rng.uniform(0.0, _TWO_PI, 4)) for side in SIDES}
+        self.tasks = tasks
+        self._last: dict[str, tuple[float, np.ndarray, np.ndarray]] = {}
+
+    def _part(self, part: str, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """Rows px, py, pz, yaw, pitch, roll of ``part`` and their rates: free-running plus the task's offsets.
+
+        The last answer per part is kept: one frame asks for the head and each controller several times (the
+        hands and the cameras are built on them). Callers never modify the arrays.
+        """
+        last = self._last.get(part)
+        if last is not None and last[0] == t:
+            return last[1], last[2]
+        value, rate = self._head(t) if part == "head" else self._controllers[part](t)
+        if self.tasks is not None:
+            offset, offset_rate = self.tasks.offsets(part, t)
+            value, rate = value + offset, rate + offset_rate
+        self._last[part] = (t, value, rate)
+        return value, rate
 
     def head_angles(self, t: float) -> tuple[float, float, float]:
         """Yaw, pitch and roll of the head (rad); the camera pans its background by yaw and pitch."""
-        value, _ = self._head(t)
+        value, _ = self._part("head", t)
         return float(value[3]), float(value[4]), float(value[5])
 
     def head_pose(self, t: float) -> np.ndarray:
         """POSE_FIELDS of the head at ``t``, (13,) float64."""
-        value, rate = self._head(t)
+        value, rate = self._part("head", t)
         quat, omega = _euler_chain((_Y, _X, _Z), value[3:].tolist(), rate[3:].tolist())
         return np.array([*(_HEAD_BASE + value[:3]), *quat, *rate[:3], *omega])
 
     def controller_pose(self, side: str, t: float) -> np.ndarray:
         """POSE_FIELDS of a controller: a loop around a point in front of the head that turns with the head."""
         check_side(side)
-        head, head_rate = self._head(t)
-        value, rate = self._controllers[side](t)
+        head, head_rate = self._part("head", t)
+        value, rate = self._part(side, t)
         yaw, yaw_rate = float(head[3]), float(head_rate[3])
         yaw_quat = _axis_q(_Y, yaw)
         ax, ay, az = _qrot(yaw_quat, tuple((_CONTROLLER_BASE[side] + value[:3]).tolist()))

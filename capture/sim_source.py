@@ -9,13 +9,15 @@ give identical data; only the host timestamps differ.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any
 
 import numpy as np
 
-from capture.sim import CONTROL_FIELDS, HAND_FIELDS, POSE_FIELDS, SimConfig, SimRig
+from capture.engine import annotation_stream
+from capture.sim import CONTROL_FIELDS, HAND_FIELDS, POSE_FIELDS, SimConfig, SimRig, SimText
 from vrcap.packets import (
     POSE_ALL_VALID,
     S_COUNT,
@@ -61,6 +63,8 @@ def _pose(name: str, rate: float) -> StreamDescriptor:
 def headset_streams(config: SimConfig) -> list[StreamDescriptor]:
     rate = config.headset_rate_hz
     streams = [_pose("head", rate)] + [_pose(f"controller_{side}", rate) for side in SIDES]
+    if config.tasks:
+        streams.append(sim_text_stream())
     for side in SIDES:
         streams.append(
             StreamDescriptor(
@@ -92,6 +96,15 @@ def camera_stream(config: SimConfig, cam: str, jpeg_quality: int) -> StreamDescr
         f"camera_{cam}", "video", config.camera_fps, (config.camera_height, config.camera_width, 3),
         "uint8", "jpeg", "BGR 8-bit", "", (), "sim", "sim_ns", extra={"jpeg_quality": jpeg_quality},
     )  # fmt: skip
+
+
+SIM_TEXT_STREAM = "sim_text"
+
+
+def sim_text_stream() -> StreamDescriptor:
+    """The sim's own instructions and transcripts: a text stream of their own, so their times never interleave
+    with a user's annotations (each stream's samples must go forward in time; docs/FORMAT.md)."""
+    return StreamDescriptor(SIM_TEXT_STREAM, "text", 0.0, (), "", "utf8", "", "", (), "sim", "sim_ns")
 
 
 def sim_streams(config: SimConfig, jpeg_quality: int) -> list[StreamDescriptor]:
@@ -139,6 +152,42 @@ def audio_sample(rig: SimRig, index: int, block: int, rate: int, t0: int) -> tup
     return sample, 20 * float(np.log10(max(rms, 1e-3) / 32768.0))
 
 
+class TextFeed:
+    """Hands out the sim's text events (instructions, transcripts) once each, as their time comes.
+
+    A frame takes every event at or before its sim time: none is lost when frames are skipped, and each sample
+    is stamped with the event's own time, so replay puts it at the step it belongs to.
+    """
+
+    def __init__(self, rig: SimRig, transcripts: bool = True) -> None:
+        self._rig, self._transcripts = rig, transcripts
+        self._events: list[SimText] = []
+        self._next = 0
+        self._horizon_s = -math.inf
+
+    def take(self, st: int, t0: int) -> list[dict[str, Any]]:
+        """Samples of the events at or before sim time ``st`` ns not handed out yet; host time = t0 + sim time."""
+        t = st / 1e9
+        if t >= self._horizon_s:  # look ahead a minute at a time: text_events walks whole episodes
+            self._horizon_s = t + 60.0
+            done = self._events[: self._next]
+            self._events = self._rig.text_events(self._horizon_s, self._transcripts)
+            self._next = len(done)
+        out = []
+        while self._next < len(self._events) and self._events[self._next].t_s * 1e9 <= st:
+            event = self._events[self._next]
+            ns = round(event.t_s * 1e9)
+            out.append(
+                {
+                    S_TIME: t0 + ns,
+                    S_SOURCE_TIME: ns,
+                    S_DATA: {"text": event.text, "kind": event.kind, "channel": event.channel},
+                }
+            )
+            self._next += 1
+        return out
+
+
 class JpegEncoder:
     def __init__(self, quality: int) -> None:
         import cv2  # only recording needs OpenCV; importing it costs a few hundred ms
@@ -167,6 +216,17 @@ def sim_clock(t0: int) -> dict[str, Any]:
     return {"type": "offset", "mono_ns_at_zero": t0, "unit": "ns", "offset_ms": 0.0, "drift_ppm": 0.0}
 
 
+def audio_clock(rate: int, t0: int) -> dict[str, Any]:
+    """Sample index -> host ns for the sim microphone: sample i is at t0 + i / rate, no drift."""
+    return {
+        "type": "linear",
+        "unit": "sample_index",
+        "segments": [{"from_index": 0, "a_ns": float(t0), "b_ns": 1e9 / rate}],
+        "offset_ms": 0.0,
+        "drift_ppm": 0.0,
+    }
+
+
 # --- live sources --------------------------------------------------------------------------------------
 
 
@@ -175,11 +235,13 @@ class SimHeadset:
 
     name = "sim"
 
-    def __init__(self, config: SimConfig) -> None:
+    def __init__(self, config: SimConfig, *, transcripts: bool = True) -> None:
         self.config = config
         self.rate_hz = config.headset_rate_hz
         self.rig = SimRig(config)
         self.t0 = 0
+        # Transcripts only when the sim microphone says them (a real microphone hears something else).
+        self._text = TextFeed(self.rig, transcripts)
 
     def streams(self) -> list[StreamDescriptor]:
         return headset_streams(self.config)
@@ -187,12 +249,17 @@ class SimHeadset:
     def open(self) -> None:
         for side in SIDES:  # one-time costs now, not as dropped frames at the start
             self.rig.hand_joints(side, 0.0)
+        self._text.take(-1, 0)  # draws the first minute's text (takes nothing: no event is before time 0)
 
     def start(self, t0: int) -> None:
         self.t0 = t0
 
     def frame(self, seq: int, t_ns: int) -> dict[str, list[dict[str, Any]]]:
-        return headset_samples(self.rig, self.config.hands, t_ns - self.t0, t_ns)
+        samples = headset_samples(self.rig, self.config.hands, t_ns - self.t0, t_ns)
+        text = self._text.take(t_ns - self.t0, self.t0)
+        if text:
+            samples[SIM_TEXT_STREAM] = text
+        return samples
 
     def close(self) -> None:
         pass
@@ -257,6 +324,9 @@ class SimMicrophone(_SimPushSource):
     def streams(self) -> list[StreamDescriptor]:
         return [audio_stream(self.config)]
 
+    def open(self) -> None:
+        self.rig.prepare(5.0)  # the first words rendered now, not while the recording starts
+
     def _run(self, sink: Any) -> None:
         cfg = self.config
         index = 0
@@ -271,14 +341,7 @@ class SimMicrophone(_SimPushSource):
             index += cfg.audio_block
 
     def clock_info(self) -> dict[str, Any]:
-        rate = self.config.audio_rate_hz
-        return {
-            "type": "linear",
-            "unit": "sample_index",
-            "segments": [{"from_index": 0, "a_ns": float(self.t0), "b_ns": 1e9 / rate}],
-            "offset_ms": 0.0,
-            "drift_ppm": 0.0,
-        }
+        return audio_clock(self.config.audio_rate_hz, self.t0)
 
     def live_stats(self) -> dict[str, Any]:
         level, self.level_dbfs = self.level_dbfs, float("-inf")  # loudest block since the last look: a meter
@@ -326,16 +389,26 @@ class SimCamera(_SimPushSource):
 
 
 class SimPacketGenerator:
-    """Packet ``seq`` of a sim session on demand, without waiting: benchmarks and fixtures."""
+    """Packet ``seq`` of a sim session on demand, without waiting: `record --offline`, benchmarks, fixtures.
 
-    def __init__(self, config: SimConfig, jpeg_quality: int = 90, t0_ns: int = 0) -> None:
+    Packets must be asked for in increasing ``seq`` (audio blocks and camera frames are handed out once each).
+    ``audio=False`` leaves the microphone out, as ``record.audio=none`` does live.
+    """
+
+    def __init__(
+        self, config: SimConfig, jpeg_quality: int = 90, t0_ns: int = 0, *, audio: bool = True
+    ) -> None:
         self.config = config
         self.rig = SimRig(config)
         self.t0_ns = t0_ns
+        self.audio = audio
         self.encode = JpegEncoder(jpeg_quality)
-        self.streams = sim_streams(config, jpeg_quality)
+        streams = sim_streams(config, jpeg_quality)
+        # As in a live recording, whose engine always adds the annotations stream.
+        self.streams = [s for s in streams if audio or s.kind != "audio"] + [annotation_stream()]
         self._next_audio = 0
         self._next_frame = 0
+        self._text = TextFeed(self.rig, transcripts=audio)
 
     def offset_ns(self, seq: int) -> int:
         return round(seq * 1e9 / self.config.headset_rate_hz)
@@ -344,8 +417,11 @@ class SimPacketGenerator:
         cfg, st = self.config, self.offset_ns(seq)
         mono = self.t0_ns + st
         samples = headset_samples(self.rig, cfg.hands, st, mono)
+        text = self._text.take(st, self.t0_ns)
+        if text:
+            samples[SIM_TEXT_STREAM] = text
         available = st * cfg.audio_rate_hz // 1_000_000_000
-        while self._next_audio + cfg.audio_block <= available:
+        while self.audio and self._next_audio + cfg.audio_block <= available:
             block, _ = audio_sample(
                 self.rig, self._next_audio, cfg.audio_block, cfg.audio_rate_hz, self.t0_ns
             )

@@ -70,3 +70,16 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
     def clock_info(self) -> dict[str, Any]: ...
+
+
+class PacketTap(Protocol):
+    """Sees every packet the engine writes (e.g. LSL outlets). ``put`` runs on the frame loop: it must not block."""
+
+    def open(self, streams: list[StreamDescriptor]) -> None:
+        """Called once the session's streams are known, before the first frame."""
+
+    def put(self, packet: dict[str, Any]) -> None:
+        """A packet as written (the tap must not change it)."""
+
+    def close(self) -> None:
+        """Idempotent; called whatever happened."""

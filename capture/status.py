@@ -13,6 +13,14 @@ class HasLine(Protocol):
     def line(self) -> str: ...
 
 
+class HasUpdate(Protocol):
+    """What ``capture.session.run_engine`` reports live stats to: this status line, or the recorder's channel."""
+
+    def update(self, status: Any) -> None: ...
+
+    def finish(self, status: Any) -> None: ...
+
+
 class StatusLine:
     def __init__(self, stream: Any = None, log_every_s: float = 5.0) -> None:
         self.stream = stream or sys.stderr

@@ -9,7 +9,6 @@ windows never accumulate drift. Log-mel is plain numpy (rfft + triangular filter
 from __future__ import annotations
 
 import functools
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,24 +138,22 @@ def log_mel(
     view = np.lib.stride_tricks.sliding_window_view(padded, window)
     hann = np.hanning(window).astype(np.float32)
     out = np.empty((flat.size, n_mels), np.float32)
-    bank = mel_filterbank(rate, n_fft, n_mels, float(fmin), float(fmax or rate / 2))
+    # float64 product: float32 sgemm rounds differently with the matrix height and BLAS thread count (a Dask
+    # worker runs one BLAS thread), and shards must be byte-identical whoever converts them and in what chunks
+    bank = mel_filterbank(rate, n_fft, n_mels, float(fmin), float(fmax or rate / 2)).astype(np.float64)
 
     def chunk(lo: int) -> None:
-        # Chunks of a few hundred frames keep the temporaries in cache; numpy's FFT, ufuncs and matmul release
-        # the GIL, so two chunks run on two cores.
+        # Chunks of a few hundred frames keep the temporaries in cache. They run in turn: this already runs on
+        # the converter's chunk-builder thread beside the reader, and a pool per call only added thread starts
+        # and GIL hand-offs (replay/convert_session.py).
         frames = view[starts[lo : lo + CHUNK]] * hann
         spec = np.fft.rfft(frames, n=n_fft, axis=1)
         power = np.square(spec.real)
         power += np.square(spec.imag)
-        mel = power @ bank
+        mel = power.astype(np.float64) @ bank
         np.maximum(mel, LOG_FLOOR, out=mel)
         out[lo : lo + CHUNK] = np.log(mel)
 
-    chunks = range(0, flat.size, CHUNK)
-    if len(chunks) > 1:
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="vrcap-mel") as pool:
-            list(pool.map(chunk, chunks))
-    else:
-        for lo in chunks:
-            chunk(lo)
+    for lo in range(0, flat.size, CHUNK):
+        chunk(lo)
     return out.reshape(*frame_ends.shape, n_mels)

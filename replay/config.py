@@ -1,4 +1,4 @@
-"""The replay config: one dataclass per section of configs/replay.yaml.
+"""The replay config: one dataclass per section of vrcap/configs/replay.yaml.
 
 Every field that changes what lands in a shard is part of ``shard_config_hash``; a re-run converts a session
 again exactly when that hash (or the session itself) changed. Splits only change the manifest, so they are
@@ -10,15 +10,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass
 
 from vrcap.config import load_config
 from vrcap.errors import ConfigError
 
 # Bumped whenever the converter's output changes for the same input and config (an algorithm fix).
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2  # 2: log-mel's filterbank product in float64 (byte-identical across BLAS set-ups)
 FRAMES = ("stage", "head")
 
 
@@ -26,7 +28,12 @@ FRAMES = ("stage", "head")
 class StepConfig:
     """The one clock every stream is resampled onto."""
 
-    rate_hz: float = 30.0  # steps per second; 30 matches the cameras, every 3rd frame of a 90 Hz headset
+    rate_hz: float = Field(
+        30.0,
+        ge=1,
+        le=1000,
+        description="steps per second; 30 matches the cameras, every 3rd frame of a 90 Hz headset",
+    )
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.rate_hz <= 1000.0:
@@ -39,9 +46,14 @@ class StepConfig:
 class PoseConfig:
     """Head, controllers and hand joints."""
 
-    frame: str = "stage"  # "stage" (the room) or "head" (everything relative to the head at the same step)
-    max_gap_periods: float = (
-        1.5  # a step between two samples further apart than this many source periods is masked
+    frame: str = Field(
+        "stage", description='"stage" (the room) or "head" (everything relative to the head at the same step)'
+    )
+    max_gap_periods: float = Field(
+        1.5,
+        ge=1,
+        le=1000,
+        description="a step between two samples further apart than this many source periods is masked",
     )
 
     def __post_init__(self) -> None:
@@ -57,11 +69,16 @@ class PoseConfig:
 class ImageConfig:
     """Camera frames: decoded, resized on the shorter side, center-cropped, stored uint8 RGB."""
 
-    size: int = 64  # pixels of the shorter side after resizing (and of the square crop)
-    crop: bool = (
-        True  # True: center-crop to size x size; False: keep the aspect ratio (the longer side scales)
+    size: int = Field(
+        64, ge=8, le=2048, description="pixels of the shorter side after resizing (and of the square crop)"
     )
-    tolerance_steps: float = 0.5  # a frame counts for a step only within this many steps of its time
+    crop: bool = Field(
+        True,
+        description="True: center-crop to size x size; False: keep the aspect ratio (the longer side scales)",
+    )
+    tolerance_steps: float = Field(
+        0.5, gt=0, le=2, description="a frame counts for a step only within this many steps of its time"
+    )
 
     def __post_init__(self) -> None:
         if not 8 <= self.size <= 2048:
@@ -78,12 +95,14 @@ class ImageConfig:
 class AudioConfig:
     """Log-mel features computed with numpy (Hann window, power spectrum, triangular HTK mel filters)."""
 
-    n_mels: int = 80  # mel bins
-    window_ms: float = 25.0  # analysis window
-    hop_ms: float = 10.0  # frame hop; a step of 33.3 ms holds floor(33.3 / 10) = 3 frames
-    fmin_hz: float = 0.0  # lowest filter edge
-    fmax_hz: float = 0.0  # highest filter edge; 0 = half the sample rate
-    keep_pcm: bool = True  # also store the step's raw samples as audio.pcm (int16)
+    n_mels: int = Field(80, ge=1, le=512, description="mel bins")
+    window_ms: float = Field(25.0, ge=1, le=200, description="analysis window")
+    hop_ms: float = Field(
+        10.0, ge=1, le=200, description="frame hop; a step of 33.3 ms holds floor(33.3 / 10) = 3 frames"
+    )
+    fmin_hz: float = Field(0.0, ge=0, le=1e6, description="lowest filter edge")
+    fmax_hz: float = Field(0.0, ge=0, le=1e6, description="highest filter edge; 0 = half the sample rate")
+    keep_pcm: bool = Field(True, description="also store the step's raw samples as audio.pcm (int16)")
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_mels <= 512:
@@ -109,7 +128,12 @@ class AudioConfig:
 class TextConfig:
     """Annotations, tokenized byte by byte (no vocabulary to download)."""
 
-    max_tokens: int = 64  # L: tokens per step and channel; longer text is cut (counted in the manifest)
+    max_tokens: int = Field(
+        64,
+        ge=4,
+        le=65536,
+        description="L: tokens per step and channel; longer text is cut (counted in the manifest)",
+    )
 
     def __post_init__(self) -> None:
         if not 4 <= self.max_tokens <= 65536:
@@ -120,13 +144,25 @@ class TextConfig:
 
 @dataclass
 class SplitConfig:
-    """Sessions go to train/val/test by a hash of their name: stable across runs and machines."""
+    """Whole sessions by a hash of their name when there are enough, else time blocks inside each session
+    (replay/splits.py): stable across runs and machines, and no split silently empty."""
 
-    train: float = 0.8
-    val: float = 0.1
-    test: float = 0.1
-    salt: str = ""  # change to draw another split
-    min_sessions: int = 3  # with fewer converted sessions, all go to train (a note says so)
+    train: float = Field(0.8, ge=0, le=1, description="share of sessions in the training split")
+    val: float = Field(0.1, ge=0, le=1, description="share in the validation split")
+    test: float = Field(0.1, ge=0, le=1, description="share in the test split")
+    salt: str = Field("", description="change to draw another split")
+    min_sessions: int = Field(
+        10,
+        ge=1,
+        le=100000,
+        description="with at least this many sessions split whole sessions, else time blocks in each",
+    )
+    gap_steps: int = Field(
+        64,
+        ge=0,
+        le=1_000_000,
+        description="time blocks: steps left out between blocks; >= the training window, so none leaks",
+    )
 
     def __post_init__(self) -> None:
         parts = (self.train, self.val, self.test)
@@ -136,29 +172,66 @@ class SplitConfig:
             )
         if self.min_sessions < 1:
             raise ConfigError(f"split.min_sessions must be >= 1 (got {self.min_sessions})")
+        if self.gap_steps < 0:
+            raise ConfigError(
+                f"split.gap_steps must be >= 0 (got {self.gap_steps}); e.g. the training window"
+            )
+
+
+@dataclass
+class ConvertConfig:
+    """How a session is converted (not what lands in the shard: hashed apart, changing it converts nothing)."""
+
+    chunk_s: float = Field(
+        10.0, ge=0.1, le=3600.0,
+        description="recorded seconds built and written at a time; memory holds about three chunks",
+    )  # fmt: skip
+    lookahead_s: float = Field(
+        2.0, ge=0.1, le=60.0,
+        description="a chunk is built once packets run this far past it (samples arriving late)",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.chunk_s <= 3600.0:
+            raise ConfigError(
+                f"convert.chunk_s must be between 0.1 and 3600 s (got {self.chunk_s}); 10 is usual"
+            )
+        if not 0.1 <= self.lookahead_s <= 60.0:
+            raise ConfigError(
+                f"convert.lookahead_s must be between 0.1 and 60 s (got {self.lookahead_s}); 2 is usual"
+            )
 
 
 @dataclass
 class ReplayConfig:
-    step: StepConfig = field(default_factory=StepConfig)
-    pose: PoseConfig = field(default_factory=PoseConfig)
-    images: ImageConfig = field(default_factory=ImageConfig)
-    audio: AudioConfig = field(default_factory=AudioConfig)
-    text: TextConfig = field(default_factory=TextConfig)
-    split: SplitConfig = field(default_factory=SplitConfig)
+    step: StepConfig = Field(
+        default_factory=StepConfig, description="the step clock every stream is resampled onto"
+    )
+    pose: PoseConfig = Field(default_factory=PoseConfig, description="head, controllers and hand joints")
+    images: ImageConfig = Field(default_factory=ImageConfig, description="camera frames")
+    audio: AudioConfig = Field(default_factory=AudioConfig, description="log-mel features")
+    text: TextConfig = Field(default_factory=TextConfig, description="annotations as byte tokens")
+    split: SplitConfig = Field(
+        default_factory=SplitConfig, description="train/val/test assignment of sessions"
+    )
+    convert: ConvertConfig = Field(
+        default_factory=ConvertConfig,
+        description="how conversion runs (chunking); changing it converts nothing again",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def shard_config_hash(self) -> str:
-        """Hash of everything that shapes a shard (not the split), plus the converter's version."""
+        """Hash of everything that shapes a shard (not the split, not how it is converted), plus the converter's version."""
         data = self.to_dict()
         data.pop("split")
+        data.pop("convert")
         data["converter_version"] = CONVERTER_VERSION
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def load_replay_config(path: Path | None = None, overrides: list[str] | None = None) -> ReplayConfig:
-    """Defaults ← configs/replay.yaml (or ``path``) ← ``key=value`` overrides."""
+    """Defaults ← vrcap/configs/replay.yaml (or ``path``) ← ``key=value`` overrides."""
     return load_config(ReplayConfig, path, overrides, default_name="replay.yaml")

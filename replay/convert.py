@@ -11,180 +11,167 @@ is converted again. Sessions are independent, so ``workers`` processes convert t
 
 from __future__ import annotations
 
-import hashlib
-import os
+import json
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from datetime import datetime, timezone
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from replay import tokenizer
 from replay.config import ReplayConfig
-from replay.errors import SessionRefused
+from replay.convert_session import SHARD_DIR, fingerprint
+from replay.engines import ENGINES, convert_task, entry_path, run_dask, run_local
+from replay.errors import ReplayError, SessionRefused
 from replay.manifest import (
     FORMAT_NAME,
-    SPLITS,
+    MANIFEST_FILE,
     VERSION,
-    assign_splits,
+    manifest_bytes,
     normalization,
-    previous_manifest,
-    write_manifest,
 )
-from vrcap.errors import FormatError, UsageError, VrcapError
+from replay.splits import assign as assign_splits
+from replay.storage import (
+    TensorStore,
+    expand_session_urls,
+    filesystem,
+    is_remote,
+    is_url,
+    local_path,
+    remote_fingerprint,
+    session_name,
+)
+from vrcap.errors import UsageError
 
-SHARD_DIR = "shards"
 Log = Callable[[str], None]
-
-
-def fingerprint(session: Path) -> str:
-    """Cheap identity of a session's bytes: session.json's content and each segment's name, size and mtime.
-
-    A repair rewrites session.json and segments; a resumed or longer recording changes sizes; either way the
-    fingerprint changes and the session is converted again.
-    """
-    h = hashlib.sha256()
-    h.update((session / "session.json").read_bytes())
-    for seg in sorted(session.glob("packets-*.vrc")):
-        st = seg.stat()
-        h.update(f"{seg.name}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return h.hexdigest()[:24]
+STATS_FILE = "stats.json"  # per-session count/sum/sumsq behind the manifest's normalization
 
 
 # --- one session (runs in a worker process) -------------------------------------------------------------
 
 
 def convert_one(path: str, out_dir: str, config_data: dict[str, Any], allow_invalid: bool) -> dict[str, Any]:
-    """Convert one session; returns its manifest entry, or ``{"name", "refused": reason}``."""
-    from safetensors.numpy import save_file
-
-    from replay.audio_stream import audio_layout
-    from replay.extract import collect
-    from replay.tensors import build
-    from vrcap.config import build as build_config
-    from vrcap.metadata import load_meta
-    from vrcap.validate import SessionCheck
-
-    started = time.perf_counter()
-    session = Path(path)
-    config = build_config(ReplayConfig, config_data)
-    try:
-        meta = load_meta(session)
-    except VrcapError as exc:
-        return {"name": session.name, "path": path, "refused": str(exc)}
-    fp = fingerprint(session)
-    step = 1e9 / config.step.rate_hz
-    # One pass validates and gathers (SessionCheck hands out each packet it decoded); what an invalid session
-    # gathered is thrown away unless --allow-invalid, in which case it is what was readable.
-    check = SessionCheck(session)
-    collected = collect(
-        check.packets(), meta, config.step.rate_hz, config.images.tolerance_steps * step, config.images.size,
-        config.images.crop, audio_layout(meta, config.step.rate_hz, config.audio),
-    )  # fmt: skip
-    report = check.finish()
-    problems = [f.message for f in report.errors]
-    if problems and not allow_invalid:
-        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-        collected.close()
-        return {"name": session.name, "path": path, "refused": problems[0] + more}
-    result = build(collected, meta, config)
-    shard_rel = f"{SHARD_DIR}/{session.name}.safetensors"
-    shard = Path(out_dir) / shard_rel
-    tmp = shard.with_name(f".{shard.name}.tmp-{os.getpid()}")
-    metadata = {"session": session.name, "config_hash": config.shard_config_hash(), "fingerprint": fp}
-    try:
-        save_file(result.tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, shard)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    steps = int(result.tensors["time_ns"].shape[0])
-    masked = {
-        name.removesuffix(".mask"): round(1.0 - float(arr.mean()), 4) if arr.size else 1.0
-        for name, arr in result.tensors.items()
-        if name.endswith(".mask")
-    }
-    return {
-        "name": session.name,
-        "source": str(session.resolve()),
-        "fingerprint": fp,
-        "config_hash": config.shard_config_hash(),
-        "shard": shard_rel,
-        "shard_bytes": shard.stat().st_size,
-        "steps": steps,
-        "t0_ns": int(result.tensors["time_ns"][0]) if steps else None,
-        "recorded_s": round((collected.last_t - collected.first_t) / 1e9, 3) if collected.first_t else 0.0,
-        "packets": collected.packets,
-        "valid": not problems,
-        "problems": problems,
-        "notes": result.notes,
-        "masked": masked,
-        "tensors": {n: {"dtype": str(a.dtype), "shape": list(a.shape)} for n, a in result.tensors.items()},
-        "stats": result.stats,
-        "convert_s": round(time.perf_counter() - started, 3),
-    }
+    """Convert one session into ``out_dir/shards``; returns its manifest entry, or ``{"name", "refused": reason}``."""
+    return convert_task(str(path), str(out_dir), config_data, allow_invalid)
 
 
 # --- many sessions --------------------------------------------------------------------------------------
 
 
-def _recorded_seconds(session: Path) -> float:
-    from vrcap.metadata import load_meta
-
+def _recorded_seconds(source: str) -> float:
+    """Recorded seconds by session.json (the progress bar's unit); 0.01 when it cannot tell."""
     try:
-        return max(float(load_meta(session).stats.get("duration_s") or 0.0), 0.01)
-    except VrcapError:
+        if is_url(source):
+            fs, root = filesystem(source)
+            meta = json.loads(fs.cat_file(f"{root.rstrip('/')}/session.json"))
+        else:
+            meta = json.loads((Path(source) / "session.json").read_text(encoding="utf-8"))
+        return max(float((meta.get("stats") or {}).get("duration_s") or 0.0), 0.01)
+    except (OSError, ValueError, TypeError, AttributeError):
         return 0.01
 
 
+def expand_sources(paths: list[str | Path]) -> list[str]:
+    """Session folders, folders of sessions and session URLs (or folders of them), as sources."""
+    from vrcap.sessions import expand_session_paths
+
+    out: list[str] = []
+    for path in paths:
+        if is_url(path):
+            out.extend(expand_session_urls(str(path)))
+        else:
+            out.extend(str(p) for p in expand_session_paths([path]))
+    return out
+
+
+def _fingerprint_of(source: str) -> str | None:
+    try:
+        return remote_fingerprint(source) if is_remote(source) else fingerprint(local_path(source))
+    except OSError:
+        return None
+
+
+def _previous(store: TensorStore) -> dict[str, Any] | None:
+    """The manifest of an earlier run, or None (missing, unreadable, other version: then everything is redone)."""
+    try:
+        data = store.read_json(MANIFEST_FILE)
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(data, dict) and data.get("format") == FORMAT_NAME and data.get("version") == VERSION
+    return data if ok else None
+
+
+def _with_stats(entries: dict[str, dict[str, Any]], store: TensorStore) -> dict[str, dict[str, Any]]:
+    """Entries kept from the previous manifest get their per-session sums back from stats.json (or from the
+    entry their task left); one whose sums cannot be found is an error the next run repairs by converting."""
+    missing = [n for n, e in entries.items() if "stats" not in e]
+    if not missing:
+        return entries
+    try:
+        saved = store.read_json(STATS_FILE)
+    except (OSError, ValueError):
+        saved = {}
+    for name in missing:
+        entry, old = entries[name], saved.get(name) or {}
+        same = old.get("fingerprint") == entry.get("fingerprint") and old.get("config_hash") == entry.get(
+            "config_hash"
+        )
+        stats = old.get("stats") if same else (_left_by_task(store, name) or {}).get("stats")
+        if stats is None:
+            raise ReplayError(
+                f"{store.path(STATS_FILE)} has no statistics for session {name}; delete "
+                f"{store.path(MANIFEST_FILE)} and run `vrcap replay` again (finished shards are kept)"
+            )
+        entry["stats"] = stats
+    return entries
+
+
+def _left_by_task(store: TensorStore, name: str) -> dict[str, Any] | None:
+    """The entry a task wrote beside its shard (a run whose driver died before the manifest), or None."""
+    try:
+        entry = store.read_json(entry_path(name))
+    except (OSError, ValueError):
+        return None
+    return entry if isinstance(entry, dict) and entry.get("name") == name else None
+
+
 def _plan(
-    sessions: list[Path], out: Path, config: ReplayConfig, allow_invalid: bool
-) -> tuple[dict[str, dict[str, Any]], list[Path], dict[str, Any] | None]:
-    """(entries kept from the previous run, sessions to convert, previous manifest)."""
-    names: dict[str, Path] = {}
-    for path in sessions:
-        if path.name in names and names[path.name].resolve() != path.resolve():
+    sources: list[str], store: TensorStore, config: ReplayConfig, allow_invalid: bool
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """(entries kept from the previous run, sessions to convert)."""
+    names: dict[str, str] = {}
+    for source in sources:
+        name = session_name(source)
+        if name in names and names[name] != source:
             raise UsageError(
-                f"two sessions are named {path.name!r} ({names[path.name]} and {path}); shards are named by "
+                f"two sessions are named {name!r} ({names[name]} and {source}); shards are named by "
                 "session, so convert them into different --to-tensors folders"
             )
-        names[path.name] = path
-    prev = previous_manifest(out)
+        names[name] = source
+    prev = _previous(store)
     old = dict(prev["sessions"]) if prev else {}
     chash = config.shard_config_hash()
     kept: dict[str, dict[str, Any]] = {}
-    todo: list[Path] = []
-    for name, path in sorted(names.items()):
-        entry = old.pop(name, None)
-        shard = out / entry["shard"] if entry else None
+    todo: list[str] = []
+    for name, source in sorted(names.items()):
+        entry = old.pop(name, None) or _left_by_task(store, name)
         same = (
             entry is not None
-            and shard is not None
             and entry.get("config_hash") == chash
-            and entry.get("fingerprint") == _safe_fingerprint(path)
-            and shard.is_file()
-            and shard.stat().st_size == entry.get("shard_bytes")
+            and entry.get("fingerprint") == _fingerprint_of(source)
+            and store.size(entry["shard"]) == entry.get("shard_bytes")
             and (entry.get("valid") or allow_invalid)
         )
         if same:
             assert entry is not None
             kept[name] = entry
         else:
-            todo.append(path)
+            todo.append(source)
     for name, entry in old.items():  # converted earlier, not named this time: still part of the dataset
-        if entry.get("config_hash") == chash and (out / entry["shard"]).is_file():
+        if entry.get("config_hash") == chash and store.size(entry["shard"]) is not None:
             kept[name] = entry
-    return kept, todo, prev
-
-
-def _safe_fingerprint(path: Path) -> str | None:
-    try:
-        return fingerprint(path)
-    except OSError:
-        return None
+    return kept, todo
 
 
 def convert_sessions(
@@ -196,33 +183,45 @@ def convert_sessions(
     allow_invalid: bool = False,
     progress: bool = True,
     log: Log | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
 ) -> dict[str, Any]:
-    """Convert sessions (or folders of sessions) into ``out``; returns the manifest written.
+    """Convert sessions (or folders of sessions; paths or URLs) into ``out`` (a folder or a URL); returns the
+    manifest written.
 
     Raises SessionRefused after writing the manifest of the others when a session fails validation and
     ``allow_invalid`` is False.
     """
-    from vrcap.sessions import expand_session_paths
-
     config = config or ReplayConfig()
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if workers < 1:
         raise UsageError(f"--workers must be >= 1 (got {workers})")
-    sessions = expand_session_paths(list(paths))
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--to-tensors {out} is a file; give a folder (it is created if missing)")
-    (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
-    kept, todo, _prev = _plan(sessions, out, config, allow_invalid)
-    skipped = sorted(n for n in kept if any(p.name == n for p in sessions))
+    if engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)} (got {engine!r})")
+    if scheduler and engine != "dask":
+        raise UsageError("--scheduler needs --engine dask")
+    sources = expand_sources(list(paths))
+    store = TensorStore(out)
+    if store.local is not None:
+        (store.local / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+    kept, todo = _plan(sources, store, config, allow_invalid)
+    named = {session_name(s) for s in sources}
+    skipped = sorted(n for n in kept if n in named)
     if skipped:
         log(
             f"replay: {len(skipped)} session(s) already converted with this config, skipped: {', '.join(skipped)}"
         )
-    done, refused = _run(todo, out, config, workers, allow_invalid, progress, log)
-    entries = {**kept, **done}
+    done, refused = _run(todo, store.spec, config, workers, allow_invalid, progress, log, engine, scheduler)
+    if store.local is not None:
+        _remove_leftovers(store.local / SHARD_DIR)
+    entries = _with_stats({**kept, **done}, store)
     manifest = build_manifest(entries, config)
-    write_manifest(out, manifest)
+    stats = {
+        n: {"fingerprint": e["fingerprint"], "config_hash": e["config_hash"], "stats": e["stats"]}
+        for n, e in sorted(entries.items())
+    }
+    store.write_atomic(STATS_FILE, json.dumps(stats).encode())  # first: the manifest is the last word
+    store.write_atomic(MANIFEST_FILE, manifest_bytes(manifest))
     for note in manifest["notes"]:
         log(f"replay: note: {note}")
     if refused:
@@ -230,25 +229,44 @@ def convert_sessions(
     return manifest
 
 
+def _remove_leftovers(shards: Path) -> None:
+    """Spill folders and temp shards of tasks that died (a killed worker or driver); every task is over now."""
+    import shutil
+
+    for left in shards.glob(".*"):
+        if ".spill-" in left.name:
+            shutil.rmtree(left, ignore_errors=True)
+        elif ".tmp-" in left.name:
+            left.unlink(missing_ok=True)
+
+
 def _run(
-    todo: list[Path],
-    out: Path,
+    todo: list[str],
+    out: str,
     config: ReplayConfig,
     workers: int,
     allow_invalid: bool,
     progress: bool,
     log: Log,
+    engine: str,
+    scheduler: str | None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     done: dict[str, dict[str, Any]] = {}
     refused: dict[str, str] = {}
     if not todo:
         return done, refused
     data = config.to_dict()
-    seconds = {p.name: _recorded_seconds(p) for p in todo}
+    seconds = {session_name(s): _recorded_seconds(s) for s in todo}
     bar = _progress_bar(progress and sys.stderr.isatty())
     started = time.perf_counter()
     with bar:
         task = bar.add_task("replay", total=sum(seconds.values()))
+
+        advanced: dict[str, float] = {"": 0.0}  # recorded seconds the chunks of the running session moved
+
+        def chunk_done(seconds_written: float) -> None:
+            advanced[""] += seconds_written
+            bar.advance(task, seconds_written)
 
         def finish(entry: dict[str, Any]) -> None:
             name = entry["name"]
@@ -257,6 +275,7 @@ def _run(
             else:
                 done[name] = entry
                 speed = entry["recorded_s"] / max(entry["convert_s"], 1e-6)
+                pace = f" ({speed:.0f}x real time)" if entry["recorded_s"] > 0 else ""
                 state = (
                     ""
                     if entry["valid"]
@@ -264,37 +283,23 @@ def _run(
                 )
                 log(
                     f"replay: {name}: {entry['steps']} steps, {entry['recorded_s']:.1f} s recorded, "
-                    f"{entry['convert_s']:.2f} s ({speed:.0f}x real time){state}"
+                    f"{entry['convert_s']:.2f} s{pace}{state}"
                 )
-            bar.advance(task, seconds.get(name, 0.0))
+            bar.advance(task, max(0.0, seconds.get(name, 0.0) - advanced[""]))
+            advanced[""] = 0.0
 
-        if workers == 1 or len(todo) == 1:
-            for path in todo:
-                finish(_guarded(str(path), str(out), data, allow_invalid))
+        if engine == "dask":
+            run_dask(todo, out, data, allow_invalid, scheduler, finish)
         else:
-            with ProcessPoolExecutor(
-                max_workers=min(workers, len(todo)), mp_context=get_context("spawn")
-            ) as pool:
-                futures: dict[Future[dict[str, Any]], Path] = {
-                    pool.submit(_guarded, str(p), str(out), data, allow_invalid): p for p in todo
-                }
-                for future in as_completed(futures):
-                    finish(future.result())
+            run_local(todo, out, data, allow_invalid, workers, finish, chunk_done)
     total = sum(seconds[n] for n in done)
     wall = time.perf_counter() - started
     if done:
         log(
-            f"replay: converted {len(done)} session(s), {total:.1f} s recorded, in {wall:.2f} s ({total / max(wall, 1e-6):.0f}x real time)"
+            f"replay: converted {len(done)} session(s), {total:.1f} s recorded, in {wall:.2f} s"
+            + (f" ({total / max(wall, 1e-6):.0f}x real time)" if total > 0 else "")
         )
     return done, refused
-
-
-def _guarded(path: str, out: str, data: dict[str, Any], allow_invalid: bool) -> dict[str, Any]:
-    """convert_one, with format errors turned into a refusal of that session only."""
-    try:
-        return convert_one(path, out, data, allow_invalid)
-    except FormatError as exc:
-        return {"name": Path(path).name, "path": path, "refused": str(exc)}
 
 
 def _progress_bar(enabled: bool) -> Any:
@@ -333,9 +338,10 @@ TENSOR_UNITS = {
 def build_manifest(entries: dict[str, dict[str, Any]], config: ReplayConfig) -> dict[str, Any]:
     from vrcap import __version__
 
-    splits, notes = assign_splits(sorted(entries), config.split)
+    split = assign_splits({n: int(e["steps"]) for n, e in entries.items()}, config.split)
+    splits, notes = split.sessions, list(split.notes)
     for name, entry in entries.items():
-        entry["split"] = next(s for s in SPLITS if name in splits[s])
+        entry["split"] = split.split_of(name)
     tensors: dict[str, dict[str, Any]] = {}
     for entry in entries.values():
         for name, info in entry["tensors"].items():
@@ -373,11 +379,10 @@ def build_manifest(entries: dict[str, dict[str, Any]], config: ReplayConfig) -> 
         "tokenizer": tokenizer.describe(),
         "tensors": dict(sorted(tensors.items())),
         "normalization": normalization(entries, splits["train"]),
-        "split_rule": {
-            "by": "sha256(salt NUL name), first 8 bytes / 2^64",
-            **config.to_dict()["split"],
-        },
+        "split_rule": split.rule(config.split),
         "splits": splits,
-        "sessions": dict(sorted(entries.items())),
+        "split_ranges": split.ranges,
+        # per-session sums live in OUT/stats.json: they are 95% of an entry, and a Dataset never reads them
+        "sessions": {n: {k: v for k, v in e.items() if k != "stats"} for n, e in sorted(entries.items())},
         "notes": notes,
     }

@@ -4,6 +4,9 @@
       manifest.json                  splits, normalization, tensor list (read once, in the constructor)
       shards/<session>.safetensors   memory-mapped lazily, per process (replay/shardmap.py); windows are views
 
+OUT may be a URL (``s3://bucket/tensors``): the manifest is read through fsspec and each shard is copied once,
+on first use, into a local cache folder (``cache_dir``), then mapped like a local one.
+
 Why map-style with lazy handles: DataLoader workers and DistributedSampler split indices, and each worker
 process opens its own memory-mapped handles on first use (a handle made before a fork is never shared), so
 iterating a dataset larger than RAM keeps the heap flat — pages of the shards are the OS's file cache.
@@ -13,16 +16,18 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from replay import active_text
 from replay.errors import DatasetError, EmptyDataset
 from replay.manifest import SPLITS, read_manifest
 from replay.shardmap import map_shard
+from replay.storage import default_cache_dir, is_url
 
 MODALITIES: dict[str, tuple[str, ...]] = {
     "pose": ("pose", "pose.mask"),
@@ -32,9 +37,10 @@ MODALITIES: dict[str, tuple[str, ...]] = {
     "audio.pcm": ("audio.pcm", "audio.mask"),
     "camera": (),  # every camera.<name>, its .frame and .mask
     "text": ("text.internal", "text.internal.mask", "text.external", "text.external.mask"),
+    "text.active": active_text.SOURCE,  # derived when read: the instruction in force (replay/active_text.py)
 }
 ALWAYS = ("time_ns",)
-_MAX_OPEN = 64  # open shard handles per process; older ones are closed first
+MAX_OPEN = 64  # mapped shards per process (each worker its own); the least recently opened is closed first
 SessionFilter = str | Iterable[str] | Callable[[str], bool] | None
 
 
@@ -59,18 +65,32 @@ class SessionDataset(torch.utils.data.Dataset):
         sessions: SessionFilter = None,
         max_windows_per_session: int | None = None,
         shuffle: bool = False,
+        max_open: int = MAX_OPEN,
+        cache_dir: str | Path | None = None,
     ) -> None:
-        self.root = Path(root)
+        self.root: str | Path = root if is_url(root) else Path(root)
         self.manifest: dict[str, Any] = read_manifest(self.root)
+        # a URL's shards are copied once into a local cache (they must be files to be memory-mapped)
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(str(self.root))
+        self.max_open = max_open
         if split not in SPLITS:
             raise DatasetError(f"split {split!r} does not exist; use one of {', '.join(SPLITS)}")
         if window < 1 or (stride is not None and stride < 1):
             raise DatasetError(f"window and stride must be >= 1 (got window={window}, stride={stride})")
         self.split, self.window, self.stride, self.seed = split, window, stride or window, seed
         self.names = self._tensor_names(modalities)
+        self.active_text = modalities is not None and "text.active" in modalities
+        self._last_events: dict[str, np.ndarray] = {}
         self.sessions = self._select(split, sessions)
         self.windows = self._windows(max_windows_per_session, shuffle)
         self._norm = self._normalization()
+        # keep only what reading needs of the chosen sessions: the parsed entries of thousands of sessions would
+        # otherwise stay in every worker's heap (and be pickled to each spawned one)
+        keep = ("shard", "shard_bytes", "steps", "split")
+        self.manifest["sessions"] = {
+            n: {k: self.manifest["sessions"][n][k] for k in keep if k in self.manifest["sessions"][n]}
+            for n in self.sessions
+        }
         self._handles: dict[str, Any] = {}
         self._pid = os.getpid()
 
@@ -135,14 +155,18 @@ class SessionDataset(torch.utils.data.Dataset):
     def _windows(self, cap: int | None, shuffle: bool) -> list[tuple[str, int, int]]:
         rng = np.random.default_rng(self.seed)
         out: list[tuple[str, int, int]] = []
+        blocks = self.manifest.get("split_ranges", {}).get(
+            self.split, {}
+        )  # time-block splits (replay/splits.py)
         for name in self.sessions:
             steps = int(self.manifest["sessions"][name]["steps"])
-            if steps == 0:
-                continue
-            if steps <= self.window:
-                mine = [(name, 0, steps)]
-            else:
-                mine = [(name, s, self.window) for s in range(0, steps - self.window + 1, self.stride)]
+            mine = []
+            for first, end in blocks.get(name, [[0, steps]]):
+                n = end - first
+                if 0 < n <= self.window:
+                    mine.append((name, first, n))
+                elif n > 0:
+                    mine += [(name, s, self.window) for s in range(first, end - self.window + 1, self.stride)]
             if cap is not None and len(mine) > cap:
                 keep = np.sort(rng.choice(len(mine), size=cap, replace=False))
                 mine = [mine[i] for i in keep]
@@ -171,11 +195,18 @@ class SessionDataset(torch.utils.data.Dataset):
             self._handles, self._pid = {}, os.getpid()
         arrays = self._handles.get(name)
         if arrays is None:
-            if len(self._handles) >= _MAX_OPEN:
+            while len(self._handles) >= self.max_open:
                 self._handles.pop(next(iter(self._handles)))
-            path = self.root / self.manifest["sessions"][name]["shard"]
-            arrays = self._handles[name] = map_shard(path)
+            arrays = self._handles[name] = map_shard(self._shard_path(name))
         return arrays
+
+    def _shard_path(self, name: str) -> Path:
+        entry = self.manifest["sessions"][name]
+        if not isinstance(self.root, str):
+            return self.root / entry["shard"]
+        from replay.storage import fetch_cached
+
+        return fetch_cached(self.root, entry["shard"], int(entry["shard_bytes"]), self.cache_dir)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         name, start, length = self.windows[index]
@@ -192,46 +223,115 @@ class SessionDataset(torch.utils.data.Dataset):
             values[tensor] = view[start : start + length]  # a view of the page cache: nothing read yet
         for tensor, value in values.items():
             item[tensor] = torch.from_numpy(self._prepare(tensor, value, values))
+        if self.active_text:
+            for key, value in zip(active_text.NAMES, self._active(name, start, length), strict=True):
+                item[key] = torch.from_numpy(value)
         return item
 
-    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+    def _active(self, name: str, start: int, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The instruction in force at each step of a window (replay/active_text.py); the per-session index of
+        the last instruction is computed once per session and kept (one int64 per step)."""
+        shard = self._shard(name)
+        last = self._last_events.get(name)
+        if last is None:
+            last = self._last_events[name] = active_text.last_event(np.asarray(shard["text.internal.mask"]))
+        return active_text.active_window(shard["text.internal"], last, start, length)
+
+    def __getitems__(self, indices: list[int]) -> Sequence[dict[str, Any]]:
         """A whole batch at once (DataLoader calls this when it exists): one stack and one normalization per
-        tensor instead of one per window. Returns the items as usual — views of the batch — and ``collate``
-        takes the batch ready-made from the list (``batch``), so any other collate function still works."""
+        tensor instead of one per window. Returns the items — views of the batch, made when asked for — and
+        ``collate`` takes the batch ready-made from them (``batch``), so any other collate function still works.
+
+        Why one buffer: every tensor of the batch is a view of one byte buffer, written in place (no
+        temporaries). In a DataLoader worker the buffer is allocated in shared memory and the batch pickles as
+        that one buffer plus its layout: torch would otherwise hand each of the ~10 tensors across on its own
+        file descriptor, and those hand-offs, not the arithmetic, capped two workers below one process.
+        """
         windows = [self.windows[i] for i in indices]
         length = max(w[2] for w in windows)
         lengths = np.array([w[2] for w in windows])
-        stacked: dict[str, np.ndarray] = {}
-        for tensor in self.names:
-            parts = []
-            for name, start, n in windows:
-                view = self._shard(name).get(tensor)
-                if view is None:
-                    raise DatasetError(
-                        f"shard of session {name!r} lacks tensor {tensor!r}; convert it again with `vrcap replay`"
-                    )
-                part = view[start : start + n]
-                if n < length:
-                    part = np.concatenate([part, np.zeros((length - n, *part.shape[1:]), part.dtype)])
-                parts.append(part)
-            stacked[tensor] = np.stack(parts)
-        batch: dict[str, Any] = {
-            "session": [w[0] for w in windows],
-            "start": torch.tensor([w[1] for w in windows], dtype=torch.int64),
-            "step_mask": torch.from_numpy(np.arange(length)[None, :] < lengths[:, None]),
-        }
-        for tensor, value in stacked.items():
-            batch[tensor] = torch.from_numpy(self._prepare(tensor, value, stacked))
-        items = _BatchItems(
-            {
-                "session": w[0],
-                "start": w[1],
-                **{t: batch[t][i, : w[2]] for t in stacked},
-            }
-            for i, w in enumerate(windows)
+        raw = {tensor: self._stack(tensor, windows, length) for tensor in self.names}
+        derived: dict[str, np.ndarray] = {}  # written as they are: no normalization
+        if self.active_text:
+            parts = [self._active(name, start, n) for name, start, n in windows]
+            for j, key in enumerate(active_text.NAMES):
+                first = parts[0][j]
+                full = np.zeros((len(windows), length, *first.shape[1:]), first.dtype)
+                for i, part in enumerate(parts):
+                    full[i, : len(part[j])] = part[j]
+                derived[key] = full
+        layout: list[tuple[str, str, tuple[int, ...], int]] = []  # (name, numpy dtype, shape, byte offset)
+        nbytes = 0
+        for name, dtype, shape in [
+            ("start", "int64", (len(windows),)),
+            ("step_mask", "bool", (len(windows), length)),
+            *((t, self._out_dtype(t, v.dtype), v.shape) for t, v in raw.items()),
+            *((t, v.dtype.name, v.shape) for t, v in derived.items()),
+        ]:
+            nbytes = -(-nbytes // 8) * 8  # every tensor 8-byte aligned
+            layout.append((name, dtype, tuple(shape), nbytes))
+            nbytes += int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        shared = torch.utils.data.get_worker_info() is not None
+        buffer = (
+            torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(max(nbytes, 1)))
+            if shared
+            else torch.empty(max(nbytes, 1), dtype=torch.uint8)
         )
-        items.batch = batch
-        return items
+        out = _views(buffer, layout)
+        arrays = {name: out[name].numpy() for name, *_ in layout}
+        arrays["start"][:] = [w[1] for w in windows]
+        arrays["step_mask"][:] = np.arange(length)[None, :] < lengths[:, None]
+        for tensor, value in raw.items():
+            self._prepare_into(tensor, value, raw, arrays[tensor])
+        for tensor, value in derived.items():
+            arrays[tensor][...] = value
+        extra = {"session": [w[0] for w in windows]}
+        batch: dict[str, Any] = PackedBatch(buffer, layout, extra) if shared else {**extra, **out}
+        return _BatchItems(batch, windows, [*raw, *derived])
+
+    def _stack(self, tensor: str, windows: list[tuple[str, int, int]], length: int) -> np.ndarray:
+        """The raw windows of one tensor, zero-padded to ``length``: (B, length, ...)."""
+        parts = []
+        for name, start, n in windows:
+            view = self._shard(name).get(tensor)
+            if view is None:
+                raise DatasetError(
+                    f"shard of session {name!r} lacks tensor {tensor!r}; convert it again with `vrcap replay`"
+                )
+            part = view[start : start + n]
+            if n < length:
+                part = np.concatenate([part, np.zeros((length - n, *part.shape[1:]), part.dtype)])
+            parts.append(part)
+        return np.stack(parts)
+
+    def _out_dtype(self, name: str, dtype: np.dtype) -> str:
+        """What ``_prepare`` makes of a tensor of ``dtype``."""
+        if name in self._norm:
+            return np.result_type(dtype, np.float32).name
+        if name.startswith("camera.") and dtype == np.uint8:
+            return "float32"
+        if name.startswith("text.") and dtype == np.int32:
+            return "int64"
+        return np.dtype(dtype).name
+
+    def _prepare_into(
+        self, name: str, value: np.ndarray, values: dict[str, np.ndarray], out: np.ndarray
+    ) -> None:
+        """``_prepare`` written into ``out``: the same operations in the same order, so the same bits."""
+        if name in self._norm:
+            mean, std = self._norm[name]
+            np.subtract(value, mean, out=out)
+            np.divide(out, std, out=out)
+            mask = values.get(f"{name}.mask", values.get(f"{name.split('.')[0]}.mask"))
+            if mask is not None:
+                m = mask.reshape(mask.shape + (1,) * (out.ndim - mask.ndim))
+                np.copyto(out, np.float32(0.0), where=~np.broadcast_to(m, out.shape))
+            return
+        if name.startswith("camera.") and value.dtype == np.uint8:
+            np.multiply(value, np.float32(1 / 127.5), out=out)
+            np.subtract(out, np.float32(1.0), out=out)
+            return
+        np.copyto(out, value)
 
     def _prepare(self, name: str, value: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
         """Numpy on purpose: on windows this small, each torch op costs more in dispatch than in arithmetic."""
@@ -293,10 +393,63 @@ class SessionDataset(torch.utils.data.Dataset):
         return notes
 
 
-class _BatchItems(list):  # type: ignore[type-arg]
-    """Items of one batch made by ``SessionDataset.__getitems__``, with the collated batch alongside."""
+def _views(
+    buffer: torch.Tensor, layout: list[tuple[str, str, tuple[int, ...], int]]
+) -> dict[str, torch.Tensor]:
+    """The batch's tensors as views of one byte buffer."""
+    out = {}
+    for name, dtype, shape, offset in layout:
+        size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        out[name] = buffer[offset : offset + size].view(_TORCH_DTYPES[dtype]).view(shape)
+    return out
 
-    batch: dict[str, Any] | None = None
+
+_TORCH_DTYPES = {
+    "bool": torch.bool,
+    "uint8": torch.uint8,
+    "int8": torch.int8,
+    "int16": torch.int16,
+    "int32": torch.int32,
+    "int64": torch.int64,
+    "float16": torch.float16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+}
+
+
+def _unpack(buffer: torch.Tensor, layout: list[Any], extra: dict[str, Any]) -> dict[str, Any]:
+    return {**extra, **_views(buffer, layout)}
+
+
+class PackedBatch(dict):  # type: ignore[type-arg]
+    """A batch made in a DataLoader worker: a plain dict of tensors that pickles as its one shared buffer and
+    the layout, and arrives in the main process as a plain dict of views of that buffer."""
+
+    def __init__(self, buffer: torch.Tensor, layout: list[Any], extra: dict[str, Any]) -> None:
+        super().__init__(_unpack(buffer, layout, extra))
+        self._packed = (buffer, layout, extra)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _unpack, self._packed
+
+
+class _BatchItems(Sequence):  # type: ignore[type-arg]
+    """Items of one batch made by ``SessionDataset.__getitems__``, with the collated batch alongside; each
+    item (views of the batch, trimmed to its window) is made only when asked for."""
+
+    def __init__(
+        self, batch: dict[str, Any], windows: list[tuple[str, int, int]], tensors: list[str]
+    ) -> None:
+        self.batch: dict[str, Any] | None = batch
+        self._windows, self._tensors = windows, tensors
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]
+        name, start, n = self._windows[i]
+        assert self.batch is not None
+        return {"session": name, "start": start, **{t: self.batch[t][i, :n] for t in self._tensors}}
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:

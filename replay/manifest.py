@@ -6,52 +6,19 @@ atomically (temp file + rename), so a crash mid-conversion leaves the previous m
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
 from typing import Any
 
-from replay.config import SplitConfig
 from replay.errors import ManifestError
+from replay.splits import SPLITS as SPLITS  # re-exported: readers import it from here
 from vrcap.fsutil import atomic_write_bytes
 
 MANIFEST_FILE = "manifest.json"
 FORMAT_NAME = "vrcap-tensors"
 VERSION = 1
-SPLITS = ("train", "val", "test")
 STD_FLOOR = 1e-3  # a component that never varies (a quaternion's w near 1) is divided by this, not by ~0
-
-
-def split_of(name: str, config: SplitConfig) -> str:
-    """Stable split by hash: the same name and salt give the same split on any machine, in any run."""
-    digest = hashlib.sha256(f"{config.salt}\x00{name}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
-    if u < config.train:
-        return "train"
-    return "val" if u < config.train + config.val else "test"
-
-
-def assign_splits(names: list[str], config: SplitConfig) -> tuple[dict[str, list[str]], list[str]]:
-    """{split: sorted names} and notes explaining small cases."""
-    notes: list[str] = []
-    splits: dict[str, list[str]] = {s: [] for s in SPLITS}
-    if len(names) < config.min_sessions:
-        splits["train"] = sorted(names)
-        if names:
-            notes.append(
-                f"{len(names)} session(s) converted, fewer than split.min_sessions={config.min_sessions}: "
-                "all in train; val and test are empty"
-            )
-        return splits, notes
-    for name in sorted(names):
-        splits[split_of(name, config)].append(name)
-    for split in SPLITS:
-        if not splits[split] and getattr(config, split) > 0:
-            notes.append(
-                f"split {split!r} drew 0 of {len(names)} sessions (hash split, {getattr(config, split):.0%})"
-            )
-    return splits, notes
 
 
 def _combine(entries: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
@@ -86,13 +53,33 @@ def normalization(entries: dict[str, dict[str, Any]], train: list[str]) -> dict[
     return out
 
 
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    return (json.dumps(manifest, indent=1, sort_keys=False, allow_nan=False) + "\n").encode("utf-8")
+
+
 def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
-    text = json.dumps(manifest, indent=1, sort_keys=False, allow_nan=False) + "\n"
-    atomic_write_bytes(out_dir / MANIFEST_FILE, text.encode("utf-8"))
+    atomic_write_bytes(out_dir / MANIFEST_FILE, manifest_bytes(manifest))
 
 
-def read_manifest(out_dir: Path) -> dict[str, Any]:
-    """The manifest, checked for format and version; ManifestError says what is wrong and what to do."""
+def read_manifest(out_dir: str | Path) -> dict[str, Any]:
+    """The manifest, checked for format and version; ManifestError says what is wrong and what to do.
+
+    ``out_dir`` may be a URL (``s3://bucket/tensors``): the manifest is read through fsspec."""
+    from replay.storage import TensorStore, is_url
+
+    if is_url(out_dir):
+        path: Any = f"{str(out_dir).rstrip('/')}/{MANIFEST_FILE}"
+        try:
+            data = TensorStore(out_dir).read_json(MANIFEST_FILE)
+        except FileNotFoundError as exc:
+            raise ManifestError(
+                f"{path} does not exist; is it the --to-tensors URL of `vrcap replay`?"
+            ) from exc
+        except (OSError, ValueError) as exc:
+            raise ManifestError(
+                f"{path} cannot be read ({exc}); run `vrcap replay` again to rewrite it"
+            ) from exc
+        return _checked(data, path)
     path = Path(out_dir) / MANIFEST_FILE
     if not path.is_file():
         hint = "is it the --to-tensors folder of `vrcap replay`?"
@@ -103,6 +90,10 @@ def read_manifest(out_dir: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"{path} cannot be read ({exc}); run `vrcap replay` again to rewrite it") from exc
+    return _checked(data, path)
+
+
+def _checked(data: Any, path: Any) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise ManifestError(f"{path} is not a vrcap tensor manifest (format {data.get('format')!r})")
     version = data.get("version")

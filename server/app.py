@@ -11,6 +11,7 @@ shutdown (SIGTERM through uvicorn): a running recording is stopped and finalized
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from server import jobs, page, recordings, sessions_api, system
+from server import jobs, page, recordings, review_api, sessions_api, system, webxr
 from server.auth import load_or_create_token
 from server.errors import install_error_handlers
 from server.guards import BodyLimit, HostCheck, TakeTurns
@@ -26,6 +27,7 @@ from server.jobrunner import JobRunner
 from server.jobstore import JobStore
 from server.models import ErrorBody
 from server.recorder import Recorder
+from server.session_cache import SessionCache
 from server.settings import ServerSettings
 from vrcap import __version__
 
@@ -52,12 +54,18 @@ def create_app(settings: ServerSettings) -> FastAPI:
         orphans = app.state.jobs.recover()
         if orphans:
             log.warning("marked %d jobs failed: they were running when the server stopped", len(orphans))
-        app.state.recorder = Recorder(settings)
+        app.state.recorder = Recorder(settings, getattr(app.state, "launcher", None))
+        app.state.session_cache = SessionCache()
+        warming = asyncio.create_task(app.state.session_cache.warm(settings.sessions_dir))
+        app.state.review = review_api.Review()
         try:
             yield
         finally:
+            warming.cancel()
             await app.state.recorder.shutdown()
             await app.state.jobs.shutdown()
+            app.state.session_cache.close()
+            app.state.review.close()
             store.close()
 
     app = FastAPI(
@@ -74,7 +82,16 @@ def create_app(settings: ServerSettings) -> FastAPI:
     install_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX, responses=ERROR_RESPONSES)
-    for router in (system.router, recordings.router, sessions_api.router, jobs.router, jobs.datasets_router):
+    routers = (
+        system.router,
+        recordings.router,
+        webxr.router,
+        sessions_api.router,
+        review_api.router,
+        jobs.router,
+        jobs.datasets_router,
+    )
+    for router in routers:
         api.include_router(router)
     app.include_router(api)
     app.include_router(page.router)

@@ -60,9 +60,14 @@ def _tighten(path: Path) -> None:
 
 
 def token_matches(expected: str, offered: str | None) -> bool:
+    """Constant-time comparison; a token that is not valid UTF-8 (a lone surrogate from JSON) is just wrong."""
     if not offered:
         return False
-    return hmac.compare_digest(expected.encode("utf-8"), offered.encode("utf-8"))
+    try:
+        candidate = offered.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(expected.encode("utf-8"), candidate)
 
 
 def bearer_from_header(value: str | None) -> str | None:

@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 from server.auth import Authorized as Authorized
 from server.jobrunner import JobRunner
 from server.recorder import Recorder
+from server.session_cache import SessionCache
 from server.settings import ServerSettings
 
 
@@ -30,6 +31,11 @@ async def _jobs(request: HTTPConnection) -> JobRunner:
     return request.app.state.jobs
 
 
+async def _session_cache(request: HTTPConnection) -> SessionCache:
+    return request.app.state.session_cache
+
+
 SettingsDep = Annotated[ServerSettings, Depends(_settings)]
 RecorderDep = Annotated[Recorder, Depends(_recorder)]
 JobsDep = Annotated[JobRunner, Depends(_jobs)]
+SessionCacheDep = Annotated[SessionCache, Depends(_session_cache)]

@@ -9,6 +9,7 @@ anything else            a bug: 500 with the exception's type, the traceback goe
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -80,15 +81,43 @@ def _vrcap_error(exc: VrcapError) -> tuple[int, str, str]:
     return 409, "failed", "see 'detail'"
 
 
+def without_root(request: Request, text: str) -> str:
+    """Paths in a message named relative to the server's root: clients never learn its absolute layout."""
+    settings = getattr(request.app.state, "settings", None)
+    if settings is None:
+        return text
+    root = str(settings.root_dir)
+    return text.replace(root + os.sep, "").replace(root, ".")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 names only the first route's)."""
+    by_template: dict[str, set[str]] = {}
+    path = request.scope.get("path", "")
+    for route in request.app.router.routes:
+        contexts = route.effective_route_contexts() if hasattr(route, "effective_route_contexts") else [route]
+        for ctx in contexts:  # included routers (newer FastAPI) hold their routes as contexts
+            regex = getattr(ctx, "path_regex", None)
+            if regex is not None and regex.match(path):
+                by_template.setdefault(ctx.path, set()).update(getattr(ctx, "methods", None) or ())
+    if not by_template:
+        return []
+    # The most literal path wins, as documented: /jobs/replay is that route, not /jobs/{job_id}.
+    fewest = min(t.count("{") for t in by_template)
+    methods = set().union(*(m for t, m in by_template.items() if t.count("{") == fewest))
+    methods.discard("HEAD")
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.problem, exc.fix, exc.headers)
+        return error_response(exc.status, exc.code, without_root(request, exc.problem), exc.fix, exc.headers)
 
     @app.exception_handler(VrcapError)
     async def _vrcap(request: Request, exc: VrcapError) -> JSONResponse:
         status, code, fix = _vrcap_error(exc)
-        return error_response(status, code, str(exc), fix)
+        return error_response(status, code, without_root(request, str(exc)), fix)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -103,7 +132,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code, fix = _HTTP_FIXES.get(exc.status_code, ("http-error", "see /openapi.json"))
-        return error_response(exc.status_code, code, str(exc.detail), fix, getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return error_response(exc.status_code, code, str(exc.detail), fix, headers or None)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

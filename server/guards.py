@@ -30,6 +30,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
 WILDCARDS = ("0.0.0.0", "::", "")
+UNQUEUED = frozenset({"/api/v1/health"})  # answered from memory: a liveness probe never waits behind a burst
 
 
 def split_host(value: str) -> tuple[str, int | None]:
@@ -65,6 +66,7 @@ class HostCheck:
         names = {settings.host.lower(), *LOOPBACK_NAMES, *(h.lower() for h in settings.allowed_hosts)}
         self.names = {n if ":" not in n or n.startswith("[") else f"[{n}]" for n in names} | names
         self.wildcard = settings.host in WILDCARDS
+        self.cors_origins = set(settings.cors_origins)
 
     def allowed(self, value: str) -> bool:
         name, port = split_host(value)
@@ -74,20 +76,38 @@ class HostCheck:
             return False
         return name in self.names or (self.wildcard and _is_ip_literal(name))
 
+    def origin_allowed(self, origin: str) -> bool:
+        """A browser's WebSocket from another site (cross-site WebSocket hijacking) is refused: same origin or CORS."""
+        if origin in self.cors_origins:
+            return True
+        scheme, sep, rest = origin.partition("://")
+        return bool(sep) and scheme in ("http", "https") and "/" not in rest and self.allowed(rest)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
-        host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), "")
+        headers = scope.get("headers", ())
+        host = next((v.decode("latin-1") for k, v in headers if k == b"host"), "")
+        if scope["type"] == "websocket":
+            origin = next((v.decode("latin-1") for k, v in headers if k == b"origin"), None)
+            reason = "host not allowed" if not self.allowed(host) else None
+            if reason is None and origin is not None and not self.origin_allowed(origin):
+                reason = "origin not allowed"
+            if reason is None:
+                return await self.app(scope, receive, send)
+            # Accept, then close with the documented code: a browser sees 1008 in CloseEvent, not a bare 403.
+            message = await receive()
+            if message["type"] == "websocket.connect":
+                await send({"type": "websocket.accept"})
+                await send({"type": "websocket.close", "code": 1008, "reason": reason})
+            return None
         if self.allowed(host):
             return await self.app(scope, receive, send)
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008, "reason": "host not allowed"})
-            return None
         body = error_body(
             "bad-host",
             f"Host header {host!r} is not an address of this server",
             "open the server by the address it prints (e.g. http://127.0.0.1:8765/) or add the name to "
-            "allowed_hosts in configs/server.yaml",
+            "allowed_hosts in the server config (vrcap config show server)",
         )
         await _send_json(send, 400, body)
         return None
@@ -138,7 +158,7 @@ class BodyLimit:
         return error_body(
             "body-too-large",
             f"request body is over the {self.limit}-byte limit",
-            "send a smaller body (max_body_bytes in configs/server.yaml sets the limit)",
+            "send a smaller body (max_body_bytes in the server config (vrcap config show server) sets the limit)",
         )
 
 
@@ -171,7 +191,7 @@ class TakeTurns:
         self._tick_scheduled = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope.get("path") not in UNQUEUED:
             await self._turn()
         return await self.app(scope, receive, send)
 

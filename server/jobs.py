@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Query
 from server.configcheck import check_replay, check_train, train_config_names, train_config_path
 from server.deps import Authorized, JobsDep, RecorderDep, SettingsDep
 from server.errors import ApiError
-from server.jobrunner import JobRunner, new_job_id
+from server.jobrunner import new_job_id
 from server.jobstore import JobRecord
 from server.models import (
     DatasetList,
@@ -22,8 +23,9 @@ from server.models import (
     TrainConfigs,
     TrainJobIn,
 )
+from server.safepaths import checked
+from server.sessions_api import session_path
 from vrcap.names import check_session_name
-from vrcap.reader import is_session_dir
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 datasets_router = APIRouter(prefix="/datasets", tags=["jobs"])
@@ -44,26 +46,22 @@ async def start_replay(
 ) -> Job:
     session = check_session_name(body.session)
     dataset = check_session_name(body.dataset or session)
-    path = settings.sessions_dir / session
-    if not is_session_dir(path):
-        raise ApiError(
-            404, "no-such-session", f"no session {session!r}", "list sessions: GET /api/v1/sessions"
-        )
+    path = session_path(settings, session)
     if recorder.current is not None and recorder.current.active and recorder.current.session == session:
         raise ApiError(409, "session-recording", f"{session!r} is being recorded", "stop the recording first")
     items = check_replay(body.overrides)
-    output = settings.datasets_dir / dataset
-    _refuse_busy_output(jobs, str(output.relative_to(settings.root_dir)))
+    output = checked(settings.root_dir, settings.datasets_dir / dataset, "dataset")
     args = ["replay", "--to-tensors", str(output), str(path), *items]
     params = {"session": session, "dataset": dataset, "overrides": dict(body.overrides)}
-    return Job(**job_body(await jobs.start(new_job_id(), "replay", args, params, output)))
+    job = await jobs.start(new_job_id(), "replay", args, params, output, reads=session)
+    return Job(**job_body(job))
 
 
 @router.post("/train", status_code=201, summary="Train a model on a dataset (vrcap train)")
 async def start_train(body: TrainJobIn, _: Authorized, settings: SettingsDep, jobs: JobsDep) -> Job:
     config_path = train_config_path(body.config)
     dataset = check_session_name(body.dataset)
-    data_dir = settings.datasets_dir / dataset
+    data_dir = checked(settings.root_dir, settings.datasets_dir / dataset, "dataset")
     if not (data_dir / MANIFEST).is_file():
         raise ApiError(
             404,
@@ -71,7 +69,7 @@ async def start_train(body: TrainJobIn, _: Authorized, settings: SettingsDep, jo
             f"no converted dataset {dataset!r} (no {MANIFEST})",
             "convert a session first: POST /api/v1/jobs/replay, and wait for it to succeed",
         )
-    items = check_train(config_path, body.overrides, body.max_steps)
+    items = check_train(config_path, body.overrides, body.max_steps, body.nproc, settings.nproc_limit)
     jobs.check_capacity()
     job_id = new_job_id()
     output = settings.runs_dir / job_id
@@ -93,7 +91,7 @@ async def list_jobs(
     return JobList(jobs=[Job(**job_body(j)) for j in jobs.store.list(limit)])
 
 
-@router.get("/configs", summary="Training config names (configs/train/*.yaml)")
+@router.get("/configs", summary="Training config names (vrcap/configs/train/*.yaml)")
 async def list_configs(_: Authorized) -> TrainConfigs:
     return TrainConfigs(configs=train_config_names())
 
@@ -101,7 +99,7 @@ async def list_configs(_: Authorized) -> TrainConfigs:
 @router.get("/{job_id}", summary="A job's state and its latest metrics")
 async def get_job(job_id: str, _: Authorized, jobs: JobsDep) -> JobDetail:
     job = jobs.get(job_id)
-    points = jobs.metrics(job, limit=1)
+    points = await asyncio.to_thread(jobs.metrics, job, 1)
     return JobDetail(**job_body(job), metrics=points[-1] if points else None)
 
 
@@ -109,14 +107,16 @@ async def get_job(job_id: str, _: Authorized, jobs: JobsDep) -> JobDetail:
 async def get_metrics(
     job_id: str, _: Authorized, jobs: JobsDep, limit: Annotated[int, Query(ge=1, le=2000)] = 500
 ) -> MetricsSeries:
-    return MetricsSeries(id=job_id, points=jobs.metrics(jobs.get(job_id), limit))
+    points = await asyncio.to_thread(jobs.metrics, jobs.get(job_id), limit)  # only what was appended is read
+    return MetricsSeries(id=job_id, points=points)
 
 
 @router.get("/{job_id}/log", summary="The last lines of a job's output")
 async def get_log(
     job_id: str, _: Authorized, jobs: JobsDep, tail: Annotated[int, Query(ge=1, le=10000)] = 100
 ) -> JobLog:
-    return JobLog(id=job_id, lines=jobs.log_tail(jobs.get(job_id), tail))
+    lines = await asyncio.to_thread(jobs.log_tail, jobs.get(job_id), tail)  # at most 1 MiB from the end
+    return JobLog(id=job_id, lines=lines)
 
 
 @router.post("/{job_id}/cancel", summary="Cancel a running job (SIGTERM, then SIGKILL)")
@@ -124,19 +124,10 @@ async def cancel_job(job_id: str, _: Authorized, jobs: JobsDep) -> Job:
     return Job(**job_body(await jobs.cancel(job_id)))
 
 
-def _refuse_busy_output(jobs: JobRunner, output: str) -> None:
-    busy = jobs.output_in_use(output)
-    if busy is not None:
-        raise ApiError(
-            409,
-            "output-busy",
-            f"job {busy} is writing {output}",
-            f"wait for it or cancel it: /api/v1/jobs/{busy}",
-        )
-
-
 @datasets_router.get("", summary="Converted datasets (<root>/datasets/*/manifest.json)")
 async def list_datasets(_: Authorized, settings: SettingsDep) -> DatasetList:
     root = settings.datasets_dir
-    names = sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file()) if root.is_dir() else []
+    names = sorted(
+        p.name for p in root.iterdir() if not p.is_symlink() and (p / MANIFEST).is_file() and not (p / MANIFEST).is_symlink()
+    ) if root.is_dir() and not root.is_symlink() else []  # fmt: skip
     return DatasetList(datasets=names)

@@ -6,12 +6,36 @@ by the route, which can say which one is wrong and how to fix it.
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from server.bounds import CAPTURE_BOUNDS, TRAIN_BOUNDS, Bounds, describe, openapi_properties
+from vrcap.packets import AnnotationChannel, AnnotationKind
 
 Scalar = str | int | float | bool
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63}){0,5}$"
+CONFIG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+# Stated in the schema only (json_schema_extra): the routes check them, with a code and a fix per problem.
+# The schema's name pattern: NAME_PATTERN without '..' anywhere (vrcap.names refuses it).
+NAME_SCHEMA = {"pattern": r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}
+OVERRIDES_SCHEMA = {"propertyNames": {"pattern": KEY_PATTERN}}
+
+
+# Capture keys a recording request sets with its own fields; as overrides they are refused (422 bad-override).
+CAPTURE_FIELD_KEYS = ("record.source", "record.audio", "record.cameras", "record.duration_s")
+
+
+def bounded_overrides(bounds: Bounds, refused: tuple[str, ...] = ()) -> dict[str, object]:
+    """The overrides' schema: the key pattern, and the type and range of every bounded key (server/bounds.py,
+    read from the config schema); ``refused`` keys are stated as not allowed."""
+    names: dict[str, object] = dict(OVERRIDES_SCHEMA["propertyNames"])
+    if refused:
+        names["not"] = {"enum": list(refused)}
+    kept = {k: b for k, b in bounds.items() if k not in refused}
+    return {"propertyNames": names, "properties": openapi_properties(kept)}
 
 
 class Request(BaseModel):
@@ -68,8 +92,11 @@ class Devices(BaseModel):
 
 
 class RecordingStart(Request):
-    session: str = Field(min_length=1, max_length=128, description="new session name (letters, digits, -_.)")
-    source: Literal["sim", "openxr"] = "sim"
+    session: str = Field(
+        min_length=1, max_length=128, description="new session name (letters, digits, -_.)",
+        json_schema_extra=NAME_SCHEMA,
+    )  # fmt: skip
+    source: Literal["sim", "openxr", "webxr"] = "sim"
     audio: str = Field("sim", min_length=1, max_length=200, description="'sim', 'none' or a microphone")
     cameras: list[str] = Field(
         default_factory=list,
@@ -81,7 +108,9 @@ class RecordingStart(Request):
     overrides: dict[str, Scalar] = Field(
         default_factory=dict,
         max_length=32,
-        description='capture config overrides by dotted key, e.g. {"sim.camera_fps": 15}',
+        description='capture config overrides by dotted key, e.g. {"sim.camera_fps": 15}; '
+        + describe({k: b for k, b in CAPTURE_BOUNDS.items() if k not in CAPTURE_FIELD_KEYS}),
+        json_schema_extra=bounded_overrides(CAPTURE_BOUNDS, CAPTURE_FIELD_KEYS),
     )
 
 
@@ -92,23 +121,27 @@ class Incident(BaseModel):
     t: int | None = None
 
 
-class LiveStatsBody(BaseModel):
-    session: str
-    state: str
-    elapsed_s: float
-    frames: int
-    dropped_frames: int
-    samples: dict[str, int]
-    drops: dict[str, int]
-    total_drops: int
-    queue_packets: int
-    queue_mb: float
-    bytes_written: int
-    write_mb_s: float
-    audio_dbfs: float | None
-    clocks: dict[str, dict[str, float]]
-    incidents: list[Incident]
-    error: str | None
+def _live_stats_body() -> type[BaseModel]:
+    """The API's view of capture's LiveStats, made from its fields: the field list is written once, there.
+
+    Two fields are typed closer for the API (clock figures are numbers, incidents have a shape) and one is added
+    (``total_drops``, a property of LiveStats). Every field is required: the server always sends all of them.
+    """
+    import dataclasses
+    import typing
+
+    from capture.engine import LiveStats
+
+    hints = typing.get_type_hints(LiveStats)
+    closer: dict[str, Any] = {"clocks": dict[str, dict[str, float]], "incidents": list[Incident]}
+    fields: dict[str, Any] = {
+        f.name: (closer.get(f.name, hints[f.name]), ...) for f in dataclasses.fields(LiveStats)
+    }
+    fields["total_drops"] = (int, ...)
+    return create_model("LiveStatsBody", **fields)  # type: ignore[call-overload, no-any-return]
+
+
+LiveStatsBody = _live_stats_body()
 
 
 class RecordingResultBody(BaseModel):
@@ -125,6 +158,7 @@ class RecordingStatus(BaseModel):
     session: str | None
     state: Literal["idle", "starting", "recording", "stopping", "stopped", "failed"]
     started_utc: str | None = None
+    describes: str | None = Field(None, description="what is recorded: headset, microphone, cameras")
     stats: LiveStatsBody | None = None
     result: RecordingResultBody | None = None
     error: str | None = None
@@ -132,8 +166,8 @@ class RecordingStatus(BaseModel):
 
 class AnnotationIn(Request):
     text: str = Field(min_length=1, max_length=4000)
-    kind: Literal["instruction", "transcript", "marker"] = "marker"
-    channel: Literal["internal", "external"] = "external"
+    kind: AnnotationKind = "marker"
+    channel: AnnotationChannel = "external"
 
 
 class AnnotationOut(BaseModel):
@@ -208,23 +242,51 @@ class Deleted(BaseModel):
 
 
 class ReplayJobIn(Request):
-    session: str = Field(min_length=1, max_length=128, description="a session under <root>/sessions")
-    dataset: str | None = Field(
-        None, min_length=1, max_length=128, description="output name under <root>/datasets; default: session"
+    session: str = Field(
+        min_length=1,
+        max_length=128,
+        description="a session under <root>/sessions",
+        json_schema_extra=NAME_SCHEMA,
     )
-    overrides: dict[str, Scalar] = Field(default_factory=dict, max_length=32)
+    dataset: str | None = Field(
+        None, min_length=1, max_length=128, description="output name under <root>/datasets; default: session",
+        json_schema_extra=NAME_SCHEMA,
+    )  # fmt: skip
+    overrides: dict[str, Scalar] = Field(
+        default_factory=dict, max_length=32, description="replay config keys to change (vrcap/configs/replay.yaml)",
+        json_schema_extra=OVERRIDES_SCHEMA,
+    )  # fmt: skip
+
+
+def _train_config_names() -> list[str]:
+    from server.configcheck import train_config_names
+
+    return train_config_names()
 
 
 class TrainJobIn(Request):
     config: str = Field(
-        min_length=1, max_length=64, description="a config name from configs/train, e.g. tiny"
+        min_length=1, max_length=64, description="a config name from configs/train, e.g. tiny",
+        json_schema_extra={"pattern": CONFIG_PATTERN, "enum": _train_config_names()},
+    )  # fmt: skip
+    dataset: str = Field(
+        min_length=1,
+        max_length=128,
+        description="a dataset under <root>/datasets",
+        json_schema_extra=NAME_SCHEMA,
     )
-    dataset: str = Field(min_length=1, max_length=128, description="a dataset under <root>/datasets")
     overrides: dict[str, Scalar] = Field(
-        default_factory=dict, max_length=32, description="config keys to change, checked against the schema"
+        default_factory=dict,
+        max_length=32,
+        description="config keys to change, checked against the schema; " + describe(TRAIN_BOUNDS),
+        json_schema_extra=bounded_overrides(TRAIN_BOUNDS),
     )
     max_steps: int | None = Field(None, ge=1, le=10_000_000)
-    nproc: int = Field(1, ge=1, le=64, description="processes; more than 1 runs under torchrun")
+    nproc: int = Field(
+        1, ge=1, le=64, description="processes; more than 1 runs under torchrun; at most max_nproc (default: the "
+        "server's CPU cores, the maximum shown here) and a divisor of optim.grad_accum",
+        json_schema_extra={"maximum": os.cpu_count() or 1},
+    )  # fmt: skip
 
 
 JobState = Literal["running", "succeeded", "failed", "cancelled"]

@@ -14,7 +14,7 @@ from server.models import AnnotationIn, AnnotationOut, RecordingStart, Recording
 
 router = APIRouter(prefix="/recordings", tags=["recordings"])
 
-FIRST_MESSAGE_TIMEOUT_S = 5.0
+FIRST_MESSAGE_TIMEOUT_S = 1.0  # a client without the token is closed this soon (it holds a connection slot)
 WS_UNAUTHORIZED = 4401  # application close code: a browser shows it in CloseEvent.code
 
 
@@ -43,7 +43,7 @@ async def annotate(
     recording_id: str, body: AnnotationIn, _: Authorized, recorder: RecorderDep
 ) -> AnnotationOut:
     """Stored in the next packet with the time the server received it (the session's clock)."""
-    return recorder.annotate(recording_id, body)
+    return await recorder.annotate(recording_id, body)
 
 
 @router.websocket("/live")

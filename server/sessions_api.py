@@ -1,7 +1,7 @@
 """Routes: the sessions under ``<root>/sessions`` — list, detail with a validation report, delete.
 
-Reading a session (validation scans every record) is blocking disk work: it runs in a worker thread so the
-recording in the event loop keeps its frame rate.
+Listings come from session.json summaries cached by mtime; validation (it scans every record) runs in a worker
+process (server/session_cache.py). Links are never followed (server/safepaths.py).
 """
 
 from __future__ import annotations
@@ -12,55 +12,25 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi import Path as PathParam
 
-from server.deps import Authorized, RecorderDep, SettingsDep
+from server.deps import Authorized, JobsDep, RecorderDep, SessionCacheDep, SettingsDep
 from server.errors import ApiError
-from server.models import Deleted, SessionDetail, SessionList, SessionSummary
+from server.models import NAME_SCHEMA, Deleted, SessionDetail, SessionList, SessionSummary
+from server.safepaths import is_link_free
+from server.session_cache import meta_key
+from server.settings import ServerSettings
 from vrcap.errors import VrcapError
 from vrcap.info import session_info
 from vrcap.names import check_session_name
-from vrcap.reader import is_session_dir
-from vrcap.validate import validate_session
 
 router = APIRouter(prefix="/sessions", tags=["sessions"])
-
-
-def _summaries(root: Path, recording: str | None, live_info: dict[str, Any]) -> list[SessionSummary]:
-    if not root.is_dir():
-        return []
-    out = []
-    for path in sorted(p for p in root.iterdir() if p.is_dir() and is_session_dir(p)):
-        live = path.name == recording
-        try:
-            info = live_info if live else session_info(path)
-            error = None
-        except (VrcapError, OSError) as exc:
-            info, error = {}, str(exc)
-        out.append(
-            SessionSummary(
-                name=path.name,
-                status="recording" if live else str(info.get("status", "unreadable")),
-                duration_s=float(info.get("duration_s", 0.0)),
-                frames=int(info.get("frames", 0)),
-                size_bytes=int(info.get("size_bytes", 0)),
-                start_utc=info.get("start_utc"),
-                recording=live,
-                error=error,
-            )
-        )
-    return out
+# The pattern is stated in the schema; the route checks it (422 bad-session-name says what is allowed).
+SessionName = Annotated[str, PathParam(max_length=128, json_schema_extra=NAME_SCHEMA)]
 
 
 def _detail(path: Path, live: bool) -> dict[str, Any]:
     info = session_info(path)
-    validation = None
-    if not live:
-        report = validate_session(path)
-        validation = {
-            "valid": report.ok, "packets": report.packets, "duration_s": report.duration_s,
-            "dropped_frames": report.dropped_frames,
-            "findings": [f.__dict__ for f in report.findings],
-        }  # fmt: skip
     streams = [
         {
             "name": s["name"],
@@ -74,13 +44,14 @@ def _detail(path: Path, live: bool) -> dict[str, Any]:
         "name": path.name, "status": "recording" if live else info["status"], "duration_s": info["duration_s"],
         "frames": info["frames"], "size_bytes": info["size_bytes"], "segments": info["segments"],
         "start_utc": info["start_utc"], "drops": {k: int(v) for k, v in info["drops"].items()},
-        "streams": streams, "recording": live, "validation": validation,
+        "streams": streams, "recording": live, "validation": None,
     }  # fmt: skip
 
 
-def _session_path(settings_dir: Path, name: str) -> Path:
-    path = settings_dir / check_session_name(name)
-    if path.is_symlink() or not is_session_dir(path):  # a link could point anywhere: never follow it
+def session_path(settings: ServerSettings, name: str) -> Path:
+    """``<root>/sessions/<name>`` when it is a session reached without links; 404 otherwise."""
+    path = settings.sessions_dir / check_session_name(name)
+    if meta_key(path) is None or not is_link_free(settings.root_dir, path):  # a link could point anywhere
         raise ApiError(404, "no-such-session", f"no session {name!r}", "list sessions: GET /api/v1/sessions")
     return path
 
@@ -91,32 +62,51 @@ def _recording_name(recorder: Any) -> str | None:
 
 
 @router.get("", summary="Sessions with name, duration, frames and status")
-async def list_sessions(_: Authorized, settings: SettingsDep, recorder: RecorderDep) -> SessionList:
-    live: dict[str, Any] = {}
-    if recorder.current is not None and recorder.current.active:  # the recorder's own figures, not a scan
-        stats = recorder.current.engine.stats
-        live = {"frames": stats.frames, "duration_s": stats.elapsed_s, "size_bytes": stats.bytes_written}
-    items = await asyncio.to_thread(_summaries, settings.sessions_dir, _recording_name(recorder), live)
+async def list_sessions(
+    _: Authorized, settings: SettingsDep, recorder: RecorderDep, cache: SessionCacheDep
+) -> SessionList:
+    live = recorder.live_summary()  # the recorder's own figures, not a scan
+    recording = _recording_name(recorder)
+    items = []
+    for name, info in await cache.list(settings.sessions_dir, live=recording):
+        if name == recording:
+            info = {**info, **live, "status": "recording", "error": None}
+        items.append(SessionSummary(name=name, recording=name == recording, **info))
     return SessionList(sessions=items)
 
 
 @router.get("/{name}", summary="A session's details and validation report")
 async def get_session(
-    name: str, _: Authorized, settings: SettingsDep, recorder: RecorderDep
+    name: SessionName, _: Authorized, settings: SettingsDep, recorder: RecorderDep, cache: SessionCacheDep
 ) -> SessionDetail:
-    path = _session_path(settings.sessions_dir, name)
-    return SessionDetail(**await asyncio.to_thread(_detail, path, _recording_name(recorder) == name))
+    path = session_path(settings, name)
+    live = _recording_name(recorder) == name
+    try:
+        if live:
+            detail = await asyncio.to_thread(_detail, path, True)
+        else:
+            detail = await cache.detail(path, lambda p: _detail(p, False))
+        if not live:  # validation reads every record: in the worker process, once per version of the session
+            detail["validation"] = await cache.report(path)
+    except (VrcapError, OSError) as exc:
+        raise ApiError(
+            409, "bad-session-data", f"session {name!r} cannot be read: {exc}",
+            "`vrcap validate --fix` on the server repairs what can be repaired",
+        ) from None  # fmt: skip
+    return SessionDetail(**detail)
 
 
 @router.delete("/{name}", summary="Delete a session (confirm=NAME required)")
 async def delete_session(
-    name: str,
+    name: SessionName,
     _: Authorized,
     settings: SettingsDep,
     recorder: RecorderDep,
+    jobs: JobsDep,
+    cache: SessionCacheDep,
     confirm: Annotated[str, Query(max_length=128, description="the session's name again")] = "",
 ) -> Deleted:
-    path = _session_path(settings.sessions_dir, name)
+    path = session_path(settings, name)
     if confirm != name:
         raise ApiError(
             400,
@@ -126,5 +116,12 @@ async def delete_session(
         )
     if _recording_name(recorder) == name:
         raise ApiError(409, "session-recording", f"{name!r} is being recorded", "stop the recording first")
+    reader = jobs.reading(name)
+    if reader is not None:
+        raise ApiError(
+            409, "session-in-use", f"job {reader} is reading {name!r}",
+            f"wait for it or cancel it: POST /api/v1/jobs/{reader}/cancel",
+        )  # fmt: skip
     await asyncio.to_thread(shutil.rmtree, path)
+    cache.forget(name)
     return Deleted(deleted=name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter
 
@@ -15,7 +16,16 @@ router = APIRouter(tags=["system"])
 
 @router.get("/health", summary="Liveness; the only API route without a token")
 async def health(recorder: RecorderDep) -> Health:
+    """Under `vrcap serve` a plain GET is answered below the app with the same body (health_body)."""
     return Health(version=__version__, recording=recorder.recording)
+
+
+def health_body(app: Any) -> bytes | None:
+    """The /health body from memory, for server/connlimits.py; None before the app has started."""
+    recorder = getattr(app.state, "recorder", None)
+    if recorder is None:
+        return None
+    return Health(version=__version__, recording=recorder.recording).model_dump_json().encode()
 
 
 @router.get("/devices", summary="Microphones, cameras and the OpenXR runtime")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -14,6 +16,68 @@ from vrcap.streams import StreamDescriptor
 from vrcap.writer import SessionWriter, WriterConfig
 
 REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def in_ci() -> bool:
+    """CI is on when $CI says so ("true", "1", "yes"); "false", "0" and "" are not CI (GitHub sets "true")."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def skip_or_fail(reason: str) -> None:
+    """A real part missing here: skip on a developer's machine, fail in CI (where .ci/run installs it)."""
+    import pytest
+
+    if in_ci():
+        pytest.fail(f"{reason} (CI must have it: see .ci/run)")
+    pytest.skip(reason, allow_module_level=True)  # also from a module's top, as importorskip does
+
+
+def require_module(name: str, hint: str) -> Any:
+    """``pytest.importorskip`` that fails instead of skipping in CI."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        skip_or_fail(f"{name} is not importable; {hint}")
+
+
+def pytest_counts(output: str) -> dict[str, int]:
+    """The counts of pytest's last summary line ("3 passed, 1 skipped in 2.1s" -> {"passed": 3, ...})."""
+    import re
+
+    lines = [
+        line for line in output.splitlines() if re.search(r"\d+ (passed|failed|skipped|errors?)\b", line)
+    ]
+    if not lines:
+        return {}
+    found = re.findall(
+        r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed|warnings?)", lines[-1]
+    )
+    return {kind.rstrip("s") if kind.startswith(("error", "warning")) else kind: int(n) for n, kind in found}
+
+
+def poll(predicate: Callable[[], T], timeout: float, interval: float = 0.02) -> T | None:
+    """The first truthy value of ``predicate()`` within ``timeout`` seconds, else None. Written once for all tests."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(interval)
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
+    """Like ``poll``, but a timeout fails the test, naming what it waited for."""
+    value = poll(predicate, timeout, interval)
+    if not value:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return value
+
+
 T0 = 1_000_000_000_000
 PERIOD = 11_111_111  # 90 Hz
 

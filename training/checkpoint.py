@@ -4,6 +4,7 @@
       ckpt-00000500.pt      torch.save of {model, optimizer, scheduler, step, rng (per rank), data, config, ...}
       ckpt-00000500.json    size + sha256 of the .pt, written after it: no .json = the save never finished
       final.pt              a hard link to the last step's checkpoint, never pruned
+      best.pt (+ best.json) the checkpoint of the best validation pass so far (train's best_metric), never pruned
 
 Everything is stored as tensors and plain Python values, so ``torch.load(weights_only=True)`` reads it: loading
 a checkpoint never runs pickled code.
@@ -92,6 +93,15 @@ class Checkpointer:
             link.unlink(missing_ok=True)
             os.link(path, link)
         self._prune()
+        return path
+
+    def save_best(self, step: int, state: dict[str, Any]) -> Path:
+        """best.pt, replaced atomically; its .json (size, sha256, step) is written after it, like every checkpoint."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / "best.pt"
+        _write_atomic(path, lambda f: torch.save(state, f))
+        info = {"step": step, "size": path.stat().st_size, "sha256": _sha256(path)}
+        _write_atomic(path.with_suffix(".json"), lambda f: f.write(json.dumps(info).encode()))
         return path
 
     def _prune(self) -> None:

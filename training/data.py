@@ -24,8 +24,9 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from training.config import TrainConfig
-from training.errors import DataMismatch, DatasetTooSmall
+from training.errors import DataMismatch, DatasetTooSmall, NoTargets
 from vrcap.errors import UsageError
+from vrcap.wording import plural
 
 FEW_STEPS_PER_EPOCH = 10
 
@@ -85,6 +86,7 @@ class TrainData:
     manifest: dict[str, Any]
     sampler: StepSampler
     loader: DataLoader
+    root: Path | None = None
 
     @property
     def windows(self) -> int:
@@ -112,21 +114,26 @@ def default_modalities(manifest: dict[str, Any]) -> list[str]:
     available = set(manifest.get("tensors", {}))
     wanted = ["pose", "hands", "controls", "audio", "text"]
     out = [m for m in wanted if all(t in available for t in MODALITIES[m])]
+    if all(t in available for t in MODALITIES["text.active"]):
+        out.append("text.active")  # the instruction in force at each step, derived when read
     if any(t.startswith("camera.") for t in available):
         out.append("camera")
     return out
 
 
-def build_data(root: Path, cfg: TrainConfig, world_size: int, rank: int, accum: int) -> TrainData:
+def build_data(
+    root: Path, cfg: TrainConfig, world_size: int, rank: int, accum: int, micro: int | None = None
+) -> TrainData:
     dataset, manifest, collate = open_dataset(root, cfg, cfg.data.split, cfg.seed)
     check_fits(dataset, manifest, cfg, root)
-    sampler = StepSampler(len(dataset), cfg.data.batch_size, accum, world_size, rank, cfg.seed)
+    check_split_gap(manifest, cfg, root)
+    sampler = StepSampler(len(dataset), micro or cfg.data.batch_size, accum, world_size, rank, cfg.seed)
     if sampler.steps_per_epoch == 0:
         stride = cfg.data.stride or cfg.data.window
         raise DatasetTooSmall(len(dataset), sampler.global_batch, cfg.data.split, cfg.data.window, stride)
     if sampler.steps_per_epoch < FEW_STEPS_PER_EPOCH and rank == 0:
         print(
-            f"note: only {sampler.steps_per_epoch} optimizer steps per epoch ({len(dataset)} windows, global batch "
+            f"note: only {plural(sampler.steps_per_epoch, 'optimizer step')} per epoch ({len(dataset)} windows, global batch "
             f"{sampler.global_batch}): the model will see the same windows often; record more sessions for "
             "real training",
             file=sys.stderr,
@@ -143,7 +150,7 @@ def build_data(root: Path, cfg: TrainConfig, world_size: int, rank: int, accum: 
         generator=torch.Generator().manual_seed(cfg.seed * 1009 + rank),
         pin_memory=torch.cuda.is_available(),
     )
-    return TrainData(dataset, manifest, sampler, loader)
+    return TrainData(dataset, manifest, sampler, loader, root)
 
 
 class BackgroundBatches:
@@ -240,3 +247,26 @@ def check_fits(dataset: Any, manifest: dict[str, Any], cfg: TrainConfig, root: P
         mine = getattr(model, key.split(".", 1)[1])
         if mine != value and not (key == "model.text_len" and value <= mine):
             raise DataMismatch(key, mine, value, root)
+
+
+def check_split_gap(manifest: dict[str, Any], cfg: TrainConfig, root: Path) -> None:
+    """Time-block splits leak when a window is longer than the gap between blocks: refuse that."""
+    rule = manifest.get("split_rule", {})
+    if rule.get("mode") == "time_blocks" and int(rule.get("gap_steps", 0)) < cfg.data.window:
+        raise UsageError(
+            f"{root} is split into time blocks {rule.get('gap_steps')} steps apart, shorter than data.window "
+            f"({cfg.data.window}): windows would reach across splits; convert again with "
+            f"split.gap_steps={cfg.data.window} or lower data.window"
+        )
+
+
+def check_targets(counts: dict[str, float], weights: dict[str, float], split: str) -> None:
+    """A weighted output without a single target in the split would train on nothing and print loss 0: refuse."""
+    empty = [name for name, w in weights.items() if w > 0 and counts.get(name, 0) == 0]
+    if empty and len(empty) == sum(w > 0 for w in weights.values()):
+        raise NoTargets(empty, split)
+    if empty:
+        print(
+            f"note: no {', '.join(empty)} targets in the {split!r} split: those losses stay 0",
+            file=sys.stderr,
+        )

@@ -9,6 +9,7 @@ camera encoder does not even run on masked frames.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -80,16 +81,64 @@ class CameraEncoder(nn.Module):
         return self.out(total / count.clamp(min=1).to(total.dtype)), present
 
 
+BIGRAM_BUCKETS = 4096  # hashed byte pairs; collisions only blur two pairs into one embedding
+
+
+def _ngram_ids(tokens: Tensor, vocab: int) -> Tensor:
+    """(N, L) byte tokens -> (N, 2L) ids: each token, and each pair of neighbouring tokens hashed into
+    ``BIGRAM_BUCKETS`` ids after the vocabulary; 0 (padding) wherever a token of the pair is padding."""
+    prev = torch.nn.functional.pad(tokens[:, :-1], (1, 0))
+    pair = vocab + (prev * vocab + tokens) % BIGRAM_BUCKETS
+    pair = torch.where(
+        (prev != 0) & (tokens != 0), pair, torch.zeros((), dtype=pair.dtype, device=pair.device)
+    )
+    return torch.cat([tokens, pair], dim=1)
+
+
 class TextEncoder(nn.Module):
-    """The byte tokens of a step's text (pad id 0) -> their mean embedding -> one token."""
+    """The byte tokens of a step's text (pad id 0) -> the mean embedding of its bytes and byte pairs -> one token.
+
+    Why pairs: a mean of single bytes barely tells "reach left" from "reach right" (most bytes are shared);
+    byte pairs carry local order ("le", "ef", "ft" against "ri", "ig", "gh", "ht") at the cost of one lookup
+    each. Through ``embedding_bag``: the mean is taken while gathering, so the (B, T, L, D) tensor of every
+    token's embedding is never built (64 tokens x 256 wide per step, most of them padding)."""
 
     def __init__(self, vocab: int, d_model: int) -> None:
         super().__init__()
-        self.embed = nn.Embedding(vocab, d_model, padding_idx=0)
+        self.vocab = vocab
+        self.embed = nn.Embedding(vocab + BIGRAM_BUCKETS, d_model, padding_idx=0)
+        # the mean of ~100 small random embeddings is ~0 at the start: normalised, text reaches the trunk at the
+        # scale of the other inputs from the first step instead of having to grow into it
+        self.norm = nn.LayerNorm(d_model)
         self.out = nn.Linear(d_model, d_model)
 
+    def pooled(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, T, D) mean embedding and (B, T) "has any token" of (B, T, L) tokens."""
+        b, t, length = tokens.shape
+        flat = _ngram_ids(tokens.reshape(b * t, length), self.vocab)
+        mean = F.embedding_bag(flat, self.embed.weight, mode="mean", padding_idx=0)  # pads left out
+        return self.norm(mean).reshape(b, t, -1), (flat != 0).any(dim=-1).reshape(b, t)
+
     def forward(self, tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        real = (tokens != 0).unsqueeze(-1).to(self.embed.weight.dtype)  # (B, T, L, 1)
-        summed = (self.embed(tokens) * real).sum(dim=2)
-        mean = summed / real.sum(dim=2).clamp(min=1)
-        return self.out(mean), mask & (real.sum(dim=(2, 3)) > 0)
+        mean, real = self.pooled(tokens)
+        return self.out(mean), mask & real
+
+
+MAX_AGE = 255  # steps; an older instruction counts as this old (8.5 s at 30 Hz)
+
+
+class ActiveTextEncoder(TextEncoder):
+    """The instruction in force (replay/active_text.py) and how long ago it was said -> one token.
+
+    The age matters as much as the words: the motion an instruction announces starts a while after it, and a
+    model that knows both can time it. An MLP over both, so "which instruction" and "how old" combine."""
+
+    def __init__(self, vocab: int, d_model: int) -> None:
+        super().__init__(vocab, d_model)
+        self.age = nn.Sequential(nn.Embedding(MAX_AGE + 1, d_model), nn.LayerNorm(d_model))
+        self.out = _mlp(2 * d_model, d_model)  # type: ignore[assignment]
+
+    def forward(self, tokens: Tensor, mask: Tensor, age: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        mean, real = self.pooled(tokens)
+        age_token = self.age(age.clamp(0, MAX_AGE))
+        return self.out(torch.cat([mean, age_token.to(mean.dtype)], dim=-1)), mask & real

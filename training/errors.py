@@ -3,7 +3,9 @@
 VrcapError (vrcap.errors)
 ├── UsageError
 │   ├── DatasetTooSmall       fewer windows than one global batch
-│   └── DataMismatch          the manifest does not fit the model config (names the field)
+│   ├── DataMismatch          the manifest does not fit the model config (names the field)
+│   ├── NoTargets             no weighted output has a target in the split (text-only mode on text-less data)
+│   └── RunFolderInUse        --out holds another run
 └── TrainingError             training cannot go on
     ├── NonFiniteLoss         NaN/Inf loss: the step and the last good checkpoint
     └── CheckpointError       no usable checkpoint where one was asked for
@@ -34,6 +36,23 @@ class DataMismatch(UsageError):
             f"the dataset in {data_dir} does not match the model config: {field} is {config_value!r} in the "
             f"config but {data_value!r} in the data; set {field}={data_value!r} (a new model) or convert the "
             "sessions again with matching replay settings"
+        )
+
+
+class NoTargets(UsageError):
+    def __init__(self, outputs: list[str], split: str) -> None:
+        names = ", ".join(outputs)
+        super().__init__(
+            f"the {split!r} split has no targets for {names}, the only outputs with a loss weight above 0; "
+            f"record sessions with that data (e.g. `vrcap annotate` for text) or weight another output"
+        )
+
+
+class RunFolderInUse(UsageError):
+    def __init__(self, out_dir: Path, step: int | None) -> None:
+        held = f"a run at step {step}" if step is not None else "another run's files"
+        super().__init__(
+            f"--out {out_dir} holds {held}; continue it with --resume auto, or pick another --out"
         )
 
 

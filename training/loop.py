@@ -25,13 +25,16 @@ from torch.autograd.profiler import record_function
 from training import distributed as D
 from training.checkpoint import Checkpointer, load_checkpoint, rng_state, set_rng_state
 from training.config import OUTPUTS, TrainConfig
-from training.data import BackgroundBatches, TrainData, build_data
+from training.data import BackgroundBatches, TrainData, build_data, check_targets
 from training.errors import CheckpointError, NonFiniteLoss
 from training.losses import compute_losses
 from training.metrics import MetricsLogger, Throughput, memory_metrics
 from training.model import build_model, count_parameters
 from training.progress import ProgressDisplay
+from training.run_folder import guard_run_folder, write_resolved_config
 from training.schedule import WarmupCosine, build_optimizer
+from training.targets import TargetBuilder, change_scales
+from training.validation import Validation
 from vrcap.config import to_dict
 from vrcap.errors import UsageError
 
@@ -44,6 +47,7 @@ class RunOptions:
     out_dir: Path
     resume: str | None = None  # None, "auto", or a checkpoint path
     stop_step: int | None = None  # --max-steps: stop here; the schedule still spans cfg.max_steps
+    one_run_per_folder: bool = True  # refuse an out_dir that holds another run (vrcap profile does not)
 
 
 @dataclass
@@ -77,21 +81,37 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     }
 
 
+def split_global_batch(batch_size: int, grad_accum: int, world: int) -> tuple[int, int]:
+    """(micro-batch per process, accumulation) that keep the global batch data.batch_size x optim.grad_accum
+    at any number of processes: accumulation is divided by the world size, or else the micro-batch is."""
+    if grad_accum % world == 0:
+        return batch_size, grad_accum // world
+    total = batch_size * grad_accum
+    if total % world == 0 and grad_accum < world:
+        return total // world, 1
+    raise UsageError(
+        f"the global batch data.batch_size x optim.grad_accum = {batch_size} x {grad_accum} = {total} cannot be "
+        f"shared by {world} processes; make it a multiple of {world} (e.g. optim.grad_accum={world})"
+    )
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, opts: RunOptions, world: D.World) -> None:
         self.cfg, self.opts, self.world = cfg, opts, world
-        if cfg.optim.grad_accum % world.size:
-            raise UsageError(
-                f"optim.grad_accum ({cfg.optim.grad_accum}) must be a multiple of the number of processes "
-                f"({world.size}): the effective batch stays data.batch_size x optim.grad_accum at any world size"
-            )
-        self.accum = cfg.optim.grad_accum // world.size
+        self.micro, self.accum = split_global_batch(cfg.data.batch_size, cfg.optim.grad_accum, world.size)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed + world.rank)
-        self.data: TrainData = build_data(opts.data_dir, cfg, world.size, world.rank, self.accum)
+        self.data: TrainData = build_data(opts.data_dir, cfg, world.size, world.rank, self.accum, self.micro)
         self.weights = cfg.loss_weights.as_dict()
+        stats = change_scales(
+            opts.data_dir, self.data.manifest, cfg.data.split, cfg.model.horizon, cfg.model.animation_base
+        )
+        check_targets(stats.pop("counts"), self.weights, cfg.data.split)
+        norm = {k: v for k, v in self.data.manifest.get("normalization", {}).items() if isinstance(v, dict)}
+        self.targets = TargetBuilder(cfg.model.horizon, norm, stats, cfg.model.animation_base)
         model = build_model(cfg.model, world.device)
+        model.motion_stats.set_from(self.targets)  # resuming loads the same values from the checkpoint
         for name in OUTPUTS:  # text-only mode: a head with weight 0 is frozen, not merely unweighted
             if self.weights[name] == 0:
                 model.heads[name].requires_grad_(False)
@@ -102,12 +122,23 @@ class Trainer:
         self.forward_model = torch.compile(self.model) if cfg.compile else self.model
         self.autocast = autocast_context(cfg, world.device)
         self.checkpointer = Checkpointer(opts.out_dir / "checkpoints", cfg.keep_last)
+        self.validation = Validation(
+            cfg, opts.data_dir, self.model, self.targets, float(self.data.manifest.get("step_hz", 30))
+        )
+        if opts.one_run_per_folder:
+            guard_run_folder(opts.out_dir, opts.resume, self.checkpointer)
+        D.barrier(world)  # every rank has looked before rank 0 writes the first file
         self.metrics = MetricsLogger(opts.out_dir, enabled=world.is_main)
+        if world.is_main:
+            write_resolved_config(cfg, opts.out_dir)
         self.step = 0
         self.last_checkpoint: Path | None = None
         self.resumed_from: Path | None = None
         self._signal = ""  # set by SIGTERM/SIGINT: finish the step, checkpoint, stop
         self.stop_requested = False
+        self.out_of_time = False  # max_minutes spent (every rank agrees, through the same reduction)
+        self.started = time.monotonic()
+        self.cpu_started = time.process_time()
         self._old_handlers: dict[int, Any] = {}
         self._resume()
         self.stop_step = min(opts.stop_step or cfg.max_steps, cfg.max_steps)
@@ -160,12 +191,17 @@ class Trainer:
                 f"checkpoint from {len(rngs)} processes, now {self.world.size}: RNG re-seeded, not restored"
             )
             seed_everything(self.cfg.seed + self.world.rank + self.step)
+        if "targets" in state:  # the statistics the run started with, so resuming changes nothing
+            self.targets = TargetBuilder.from_state(state["targets"])
+            if self.validation.interval:
+                self.validation.evaluator.builder = self.targets
+        self.validation.load_state_dict(state.get("validation", {}))
         self.last_checkpoint = self.resumed_from = path
         self._say(f"resumed from {path} at step {self.step}")
         self.metrics.event(self.step, "resume", checkpoint=str(path))
 
-    def save(self, final: bool = False) -> None:
-        """All ranks gather (FSDP state, RNG); rank 0 alone writes."""
+    def save(self, final: bool = False, best: bool = False) -> None:
+        """All ranks gather (FSDP state, RNG); rank 0 alone writes. ``best``: checkpoints/best.pt only."""
         model_state, optim_state = D.full_state(self.model, self.optimizer, self.cfg.strategy)
         rngs = D.gather_objects(rng_state(), self.world)
         if self.world.is_main:
@@ -181,9 +217,17 @@ class Trainer:
                 "config": to_dict(self.cfg),
                 "world_size": self.world.size,
                 "dataset": {k: v for k, v in self.data.manifest.items() if k != "sessions"},
+                "targets": self.targets.state(),
+                "validation": self.validation.state_dict(),
             }
-            self.last_checkpoint = self.checkpointer.save(self.step, state, final=final)
-            self.metrics.event(self.step, "checkpoint", path=str(self.last_checkpoint))
+            if best:
+                path = self.checkpointer.save_best(self.step, state)
+                self.metrics.event(
+                    self.step, "best", path=str(path), metric=self.cfg.best_metric, value=self.validation.best
+                )
+            else:
+                self.last_checkpoint = self.checkpointer.save(self.step, state, final=final)
+                self.metrics.event(self.step, "checkpoint", path=str(self.last_checkpoint))
         D.barrier(self.world)
 
     # --- steps -------------------------------------------------------------------------------------------------
@@ -208,7 +252,7 @@ class Trainer:
             with sync:
                 with self.autocast(), record_function("forward"):
                     out = self.forward_model(batch)
-                    total, losses = compute_losses(out, batch, self.weights)
+                    total, losses = compute_losses(out, self.targets.build(batch), self.weights)
                 with record_function("backward"):
                     (total / self.accum).backward()
             for name, value in losses.items():
@@ -233,16 +277,22 @@ class Trainer:
     def _check_finite(self, sums: dict[str, torch.Tensor], grad_norm: torch.Tensor) -> None:
         """A CPU-GPU sync each step; cheap next to a step, and a NaN must not reach the weights. The same
         reduction tells every rank whether any of them was asked to stop, so they all stop at the same step."""
+        limit, cpu_limit = self.cfg.max_minutes * 60, self.cfg.max_cpu_minutes * 60
+        spent = (limit > 0 and time.monotonic() - self.started >= limit) or (
+            cpu_limit > 0 and time.process_time() - self.cpu_started >= cpu_limit
+        )
         flags = torch.stack(
             [
                 (~torch.isfinite(sums["total"])).float() + (~torch.isfinite(grad_norm.float())).float(),
                 torch.tensor(float(bool(self._signal)), device=grad_norm.device),
+                torch.tensor(float(spent), device=grad_norm.device),
             ]
         )
         if self.world.distributed:
             torch.distributed.all_reduce(flags)
-        bad, stop = flags.tolist()
+        bad, stop, out_of_time = flags.tolist()
         self.stop_requested = stop > 0
+        self.out_of_time = out_of_time > 0
         if bad > 0:
             losses = {f"loss/{k}": float(v) for k, v in sums.items()} | {"grad_norm": float(grad_norm)}
             self.metrics.event(self.step + 1, "non_finite", **{k: str(v) for k, v in losses.items()})
@@ -257,6 +307,7 @@ class Trainer:
         row = {f"loss/{n}": v for n, v in zip((*OUTPUTS, "total"), values, strict=True)}
         row |= {"lr": self.schedule.lr_at(self.step - 1), "grad_norm": float(grad_norm)}
         row |= meter.report() | memory_metrics(self.world.device)
+        row["perf/cpu_s"] = time.process_time() - self.cpu_started  # this process's CPU time since the start
         self.metrics.log(self.step, row)
         return row
 
@@ -269,6 +320,8 @@ class Trainer:
         )
         self.metrics.event(self.step, "start", params=self.params, stop_step=self.stop_step)
         meter = Throughput()
+        self.started = time.monotonic()  # max_minutes counts from the first step of this process
+        self.cpu_started = time.process_time()  # max_cpu_minutes too
         row: dict[str, float] = {}
         interval: dict[str, torch.Tensor] = {}  # loss sums since the last log: the log shows their mean
         self.model.train()
@@ -288,6 +341,18 @@ class Trainer:
                     progress.update(self.step, None)
                 if self.stop_requested:
                     break
+                last = self.step == self.stop_step or self.out_of_time
+                if self.validation.due(self.step, last) and self.validate():
+                    break
+                if self.out_of_time:
+                    self._say(f"time budget spent at step {self.step}: stopping")
+                    self.metrics.event(
+                        self.step,
+                        "time_limit",
+                        max_minutes=cfg.max_minutes,
+                        max_cpu_minutes=cfg.max_cpu_minutes,
+                    )
+                    break
                 if self.step % cfg.save_interval == 0 and self.step != self.stop_step:
                     self.save()
         losses = {k.removeprefix("loss/"): v for k, v in row.items() if k.startswith("loss/")}
@@ -305,6 +370,22 @@ class Trainer:
         self.save(final=True)
         self.metrics.event(self.step, "done", checkpoint=str(self.last_checkpoint))
         return TrainResult(self.step, losses, self.last_checkpoint, self.resumed_from)
+
+    def validate(self) -> bool:
+        """One validation pass: log it (val/...), keep best.pt; True when early stopping ends the run."""
+        with record_function("validation"):
+            metrics = self.validation.run()
+        self.metrics.log(self.step, {f"val/{k}": v for k, v in metrics.items()})
+        if self.validation.improved(metrics, self.step):
+            self.save(best=True)
+        if self.validation.should_stop():
+            self._say(
+                f"early stop at step {self.step}: val {self.cfg.best_metric} has not improved for "
+                f"{self.validation.bad_passes} passes (best {self.validation.best:.4g} at step {self.validation.best_step})"
+            )
+            self.metrics.event(self.step, "early_stop", best_step=self.validation.best_step)
+            return True
+        return False
 
     def _catch_signals(self) -> None:
         """SIGTERM (the server stopping a job) and Ctrl-C end the run after the current step, with a checkpoint."""

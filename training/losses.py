@@ -2,16 +2,20 @@
 
 Every loss is a masked mean: (sum of errors under the mask) / (number of masked-in elements). A batch with no
 target for an output gives exactly 0 for it, still connected to the graph, so DistributedDataParallel sees
-every trainable parameter in every step.
+every trainable parameter in every step. Targets come from training/targets.py (changes over K future steps,
+normalised by the train split's change statistics; quaternions sign-aligned, so q and -q cost the same).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from training.config import OUTPUTS
+from training.targets import PART_DIM, PARTS, POSE_PARTS, FutureTargets
 
 
 def _masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
@@ -20,53 +24,63 @@ def _masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     return err.sum() / m.sum().clamp(min=1.0)
 
 
-def _repeat_mask(mask: Tensor, width: int) -> Tensor:
-    return mask.repeat_interleave(width, dim=-1)  # (B, T, P) -> (B, T, P*width), one bit per value
+ANIMATION_GROUPS = (slice(0, 1), slice(1, POSE_PARTS), slice(POSE_PARTS, PARTS))  # head, controllers, hands
 
 
-def animation_loss(pred: Tensor, batch: dict[str, Tensor], valid: Tensor) -> Tensor:
-    """Next-step pose (3 bodies x 7) and hands (2 x 26 joints x 7), normalized units."""
-    b, t = valid.shape
-    targets, masks = [], []
-    for key, parts, width in (("pose", 3, 7), ("hands", 2, 26 * 7)):
-        if key in batch:
-            targets.append(batch[key][:, 1:].reshape(b, t, parts * width))
-            masks.append(_repeat_mask(batch[f"{key}.mask"][:, 1:] & valid.unsqueeze(-1), width))
-        else:
-            targets.append(pred.new_zeros(b, t, parts * width))
-            masks.append(torch.zeros(b, t, parts * width, dtype=torch.bool, device=pred.device))
-    return _masked_mse(pred, torch.cat(targets, dim=-1), torch.cat(masks, dim=-1))
+def animation_loss(pred: Tensor, targets: FutureTargets) -> Tensor:
+    """(B, T, K, 385) predicted vs. true normalised changes, where the part is tracked now and then.
 
-
-def audio_loss(pred: Tensor, batch: dict[str, Tensor], valid: Tensor) -> Tensor:
-    """Next-step log-mel frames (normalized); steps whose audio was not fully recorded are left out."""
-    if "audio.mel" not in batch:
+    The mean of one masked MSE per body group (head, controllers, hand joints), over the groups that have
+    targets: a plain mean over the 55 parts would weigh the 52 hand joints 52 times the head, and the head
+    (whose motion the instruction announces as much as the hands') would hardly be learnt."""
+    b, t, k, _ = pred.shape
+    p = pred.float().reshape(b, t, k, PARTS, PART_DIM)
+    y = targets.animation.float().reshape(b, t, k, PARTS, PART_DIM)
+    valid = targets.animation_valid
+    losses = []
+    for group in ANIMATION_GROUPS:
+        m = valid[..., group].unsqueeze(-1).expand(*valid.shape[:-1], group.stop - group.start, PART_DIM)
+        n = m.sum()
+        loss = _masked_mse(p[..., group, :], y[..., group, :], m)
+        losses.append((loss, n > 0))
+    present = [loss for loss, has in losses if bool(has)]
+    if not present:
         return pred.sum() * 0.0
-    target = batch["audio.mel"][:, 1:].flatten(2)
-    mask = (batch["audio.mask"][:, 1:] & valid).unsqueeze(-1).expand_as(target)
-    return _masked_mse(pred, target, mask)
+    return torch.stack(present).mean()
 
 
-def text_loss(logits: Tensor, targets: Tensor) -> Tensor:
-    """Cross-entropy per real token (pad id 0 is not a target), over the rows the model picked."""
-    total = F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=0, reduction="sum"
+def audio_loss(pred: Tensor, targets: FutureTargets) -> Tensor:
+    """(B, T, K, M*bins) mel changes; steps whose audio was not fully recorded (now or then) are left out."""
+    if targets.audio is None or targets.audio_valid is None:
+        return pred.sum() * 0.0
+    mask = targets.audio_valid.unsqueeze(-1).expand_as(targets.audio)
+    return _masked_mse(pred, targets.audio, mask)
+
+
+def text_loss(text: dict[str, Tensor]) -> Tensor:
+    """Cross-entropy per token: the first token of every next step (bos = text, eos = none) and the real tokens
+    after it where text was said (pad id 0 is never a target)."""
+    first = F.cross_entropy(text["first"].float(), text["first_target"], reduction="sum")
+    logits, rows = text["logits"][:, 1:], text["targets"][:, 1:]
+    rest = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), rows.reshape(-1), ignore_index=0, reduction="sum"
     )
-    return total / (targets != 0).sum().clamp(min=1)
+    count = text["first_target"].numel() + (rows != 0).sum()
+    return (first + rest) / count.clamp(min=1)
 
 
 def compute_losses(
-    out: dict[str, Tensor | tuple[Tensor, Tensor]], batch: dict[str, Tensor], weights: dict[str, float]
+    out: dict[str, Any], targets: FutureTargets, weights: dict[str, float]
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """(weighted total, {output: loss}); outputs whose weight is 0 are computed for the log only."""
-    step = batch["step_mask"]
-    valid = step[:, 1:] & step[:, :-1]  # (B, T-1): both the source step and its next step are real
-    anim, audio = out["animation"], out["audio"]
-    assert isinstance(anim, Tensor) and isinstance(audio, Tensor)
-    losses = {"animation": animation_loss(anim, batch, valid), "audio": audio_loss(audio, batch, valid)}
+    anim = out["animation"]
+    tokens = out.get("animation_tokens")  # the tokens head's cross-entropy (training/token_head.py)
+    losses = {
+        "animation": tokens(targets) if tokens is not None else animation_loss(anim, targets),
+        "audio": audio_loss(out["audio"], targets),
+    }
     for name in ("internal_text", "external_text"):
-        logits, targets = out[name]
-        losses[name] = text_loss(logits, targets)
+        losses[name] = text_loss(out[name])
     total = sum(
         (weights[name] * losses[name] for name in OUTPUTS if weights[name] > 0), start=anim.new_zeros(())
     )

@@ -1,29 +1,51 @@
 """The model: per-modality encoders, fused into one token per step, a causal transformer, a head per output.
 
-    batch ──► encoders (pose, hands, controls, audio, camera, text.internal, text.external)
-          ──► fusion: sum of present tokens; an absent modality adds its learned "missing" embedding
+    batch ──► encoders (pose, hands, motion, controls, audio, camera, text.internal, text.external, text.active)
+          ──► fusion: sum of present tokens; an absent (or dropped) modality adds its learned "missing" embedding
           ──► + position ──► causal transformer over the T steps  # (B, T, D)
-          ──► heads: hidden state at step t predicts step t+1
-                animation      pose (3x7) + hands (2x26x7), regression of the change from step t
-                audio          M x mel_bins log-mel, regression
-                internal_text  the next step's L byte tokens, one by one (a small causal decoder)
-                external_text  the same for external text
+          ──► heads: the hidden state at step t predicts
+                animation      steps t+1..t+K of pose (3x7) + hands (2x26x7): normalised changes from the base
+                               path (training/targets.py); regression, or quantized bins (training/token_head.py)
+                audio          steps t+1..t+K of M x mel_bins log-mel: changes from step t's last frame
+                internal_text  step t+1's text: first token "bos" (text follows) or "eos" (no text at this step),
+                external_text  then, where text follows, its L byte tokens one by one (a small causal decoder)
 
-Causal attention also keeps the padding that `collate` adds at the end of short windows away from real steps.
+The animation and audio heads start at zero: an untrained model predicts its base (constant velocity, or
+hold-last with model.animation_base hold) and repeat-last-frame, the baselines it must beat. motion (the last
+step's velocity and acceleration, training/motion.py) and text.active (the instruction in force and its age,
+replay/active_text.py) are derived inputs. Causal attention also keeps the padding that `collate` adds at
+the end of short windows away from real steps.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.profiler import record_function
 
+from replay.tokenizer import BOS, EOS
 from training.config import ModelConfig
-from training.encoders import AudioEncoder, CameraEncoder, PartsEncoder, TextEncoder
+from training.encoders import ActiveTextEncoder, AudioEncoder, CameraEncoder, PartsEncoder, TextEncoder
+from training.motion import MotionStats
+from training.targets import ANIMATION_DIM, PART_DIM, PARTS
+from training.token_head import TokenHead
 
-ANIMATION_DIM = 3 * 7 + 2 * 26 * 7  # pose + hands of one step
 TEXT_STREAMS = {"internal_text": "text.internal", "external_text": "text.external"}
+DROPPABLE = (
+    "pose",
+    "hands",
+    "motion",
+    "controls",
+    "audio",
+    "camera",
+    "text",
+    "text.internal",
+    "text.external",
+    "text.active",
+)
 
 
 class Block(nn.Module):
@@ -73,6 +95,20 @@ class TextHead(nn.Module):
             x = block(x)
         return self.out(self.norm(x))  # (N, L, V)
 
+    @torch.no_grad()
+    def generate(self, hidden: Tensor, max_len: int) -> Tensor:
+        """Greedy decoding, (N, max_len) tokens; a row whose first token is eos says "no text at this step"."""
+        n = hidden.shape[0]
+        tokens = torch.zeros(n, max_len, dtype=torch.long, device=hidden.device)
+        done = torch.zeros(n, dtype=torch.bool, device=hidden.device)
+        for i in range(max_len):
+            nxt = self.forward(hidden, tokens[:, : i + 1])[:, i].argmax(-1)
+            tokens[:, i] = torch.where(done, torch.zeros_like(nxt), nxt)
+            done |= nxt == EOS
+            if bool(done.all()):
+                break
+        return tokens
+
 
 class VrcapModel(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
@@ -82,14 +118,17 @@ class VrcapModel(nn.Module):
         encoders: dict[str, nn.Module] = {
             "pose": PartsEncoder(3, 7, d),
             "hands": PartsEncoder(2, 26 * 7, d),
+            "motion": PartsEncoder(PARTS, 2 * PART_DIM, d),  # velocity + acceleration (training/motion.py)
             "controls": PartsEncoder(2, 8, d),
             "audio": AudioEncoder(cfg.mel_frames, cfg.mel_bins, d),
             "text.internal": TextEncoder(cfg.vocab_size, d),
             "text.external": TextEncoder(cfg.vocab_size, d),
+            "text.active": ActiveTextEncoder(cfg.vocab_size, d),  # the instruction in force, and its age
         }
         if cfg.cameras:
             encoders["camera"] = CameraEncoder(cfg.cameras, cfg.patch_size, d)
         self.encoders = nn.ModuleDict({k.replace(".", "_"): v for k, v in encoders.items()})
+        self.motion_stats = MotionStats()
         self.missing = nn.Parameter(torch.zeros(len(self.encoders), d))
         self.position = nn.Parameter(torch.zeros(cfg.max_window, d))
         self.blocks = nn.ModuleList(
@@ -98,8 +137,14 @@ class VrcapModel(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.heads = nn.ModuleDict(
             {
-                "animation": nn.Linear(d, ANIMATION_DIM),
-                "audio": nn.Linear(d, cfg.mel_frames * cfg.mel_bins),
+                "animation": (
+                    TokenHead(
+                        d, cfg.horizon, cfg.token_bins, cfg.token_coarse, cfg.token_range, cfg.token_sample
+                    )
+                    if cfg.animation_head == "tokens"
+                    else nn.Linear(d, cfg.horizon * ANIMATION_DIM)
+                ),
+                "audio": nn.Linear(d, cfg.horizon * cfg.mel_frames * cfg.mel_bins),
                 "internal_text": TextHead(cfg),
                 "external_text": TextHead(cfg),
             }
@@ -107,13 +152,21 @@ class VrcapModel(nn.Module):
         self.apply(_init_weights)
         for p in (self.missing, self.position):
             nn.init.normal_(p, std=0.02)
+        for name in ("animation", "audio"):  # "no change" until trained: the baselines, not noise on top
+            if isinstance(self.heads[name], nn.Linear):
+                nn.init.zeros_(self.heads[name].weight)
+                nn.init.zeros_(self.heads[name].bias)
 
     # --- encoding --------------------------------------------------------------------------------------------
 
-    def _encode(self, name: str, batch: dict[str, Tensor], b: int, t: int) -> tuple[Tensor | None, Tensor]:
-        """A modality's (token, present) for each step; (None, all False) when the batch lacks it."""
+    def _encode(
+        self, name: str, batch: dict[str, Tensor], b: int, t: int, drop: frozenset[str] = frozenset()
+    ) -> tuple[Tensor | None, Tensor]:
+        """A modality's (token, present) for each step; (None, all False) when the batch lacks it or it is dropped."""
         absent = torch.zeros(b, t, dtype=torch.bool, device=batch["step_mask"].device)
         key = name.replace("_", ".")
+        if key in drop or key.split(".")[0] in drop:
+            return None, absent
         encoder = self.encoders[name]
         if name == "camera":
             keys = [f"camera.{c}" for c in self.cfg.cameras]
@@ -122,18 +175,25 @@ class VrcapModel(nn.Module):
             frames = [batch.get(k) for k in keys]
             masks = [batch[f"{k}.mask"] if k in batch else absent for k in keys]
             return encoder(frames, masks)
+        if name == "motion":
+            found = self.motion_stats.features(batch, drop)
+            return (None, absent) if found is None else encoder(*found)
+        if name == "text_active":
+            if key not in batch:
+                return None, absent
+            return encoder(batch[key], batch[f"{key}.mask"], batch[f"{key}.age"])
         data_key = "audio.mel" if name == "audio" else key
         if data_key not in batch:
             return None, absent
         return encoder(batch[data_key], batch[f"{key}.mask"])
 
-    def hidden(self, batch: dict[str, Tensor]) -> Tensor:
-        """Fused step tokens through the causal transformer: (B, T, D)."""
+    def hidden(self, batch: dict[str, Tensor], drop: frozenset[str] = frozenset()) -> Tensor:
+        """Fused step tokens through the causal transformer: (B, T, D). ``drop``: inputs to treat as absent."""
         b, t = batch["step_mask"].shape
         fused = self.position[:t].expand(b, t, -1)
         for i, name in enumerate(self.encoders):
             with record_function(f"encoder/{name}"):
-                token, present = self._encode(name, batch, b, t)
+                token, present = self._encode(name, batch, b, t, drop)
                 missing = self.missing[i].expand(b, t, -1)
                 if token is None:
                     fused = fused + missing
@@ -145,41 +205,42 @@ class VrcapModel(nn.Module):
                 x = block(x)
             return self.norm(x)
 
-    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor | tuple[Tensor, Tensor]]:
-        """Predictions for steps 1..T-1 from the hidden states of steps 0..T-2."""
-        h = self.hidden(batch)[:, :-1]  # (B, T-1, D)
-        out: dict[str, Tensor | tuple[Tensor, Tensor]] = {}
+    def forward(self, batch: dict[str, Tensor], drop: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """Every step's horizon of animation and audio changes, and the next step's text (see TextOutput)."""
+        h = self.hidden(batch, drop)  # (B, T, D)
+        b, t, _ = h.shape
+        k = self.cfg.horizon
+        out: dict[str, Any] = {}
         with record_function("head/animation"):
-            out["animation"] = self.heads["animation"](h) + self._current_pose(batch)  # (B, T-1, 385)
+            head = self.heads["animation"]
+            if isinstance(head, TokenHead):
+                out.update(head(h))
+            else:
+                out["animation"] = head(h).reshape(b, t, k, ANIMATION_DIM)
         with record_function("head/audio"):
-            out["audio"] = self.heads["audio"](h)  # (B, T-1, M*bins)
-        step_next = batch["step_mask"][:, 1:]
+            out["audio"] = self.heads["audio"](h).reshape(b, t, k, -1)  # (B, T, K, M*bins)
         for head, key in TEXT_STREAMS.items():
             with record_function(f"head/{head}"):
-                if key in batch:
-                    rows = batch[f"{key}.mask"][:, 1:] & step_next  # only steps whose next text was recorded
-                    targets = batch[key][:, 1:][rows]  # (N, L)
-                    hidden = h[rows]
-                else:
-                    targets = torch.zeros(0, self.cfg.text_len, dtype=torch.long, device=h.device)
-                    hidden = h.new_zeros(0, h.shape[-1])
-                out[head] = (self.heads[head](hidden, targets), targets)
+                out[head] = self._text(head, key, batch, h)
         return out
 
-    def _current_pose(self, batch: dict[str, Tensor]) -> Tensor:
-        """Steps 0..T-2 of pose + hands (0 where masked): the animation head predicts the change from them,
-        because bodies move little in 1/30 s and "no change" is already a strong guess."""
-        b, t = batch["step_mask"].shape
-        parts = []
-        for key, n, width in (("pose", 3, 7), ("hands", 2, 26 * 7)):
-            if key in batch:
-                x = batch[key][:, :-1].reshape(b, t - 1, n, width) * batch[f"{key}.mask"][:, :-1].unsqueeze(
-                    -1
-                )
-                parts.append(x.flatten(2))
-            else:
-                parts.append(batch["step_mask"].new_zeros(b, t - 1, n * width, dtype=torch.float32))
-        return torch.cat(parts, dim=-1)
+    def _text(self, head: str, key: str, batch: dict[str, Tensor], h: Tensor) -> dict[str, Tensor]:
+        """Step t's hidden state against step t+1's text. Every real step pair gets a first-token target (bos:
+        text follows, eos: none); only steps whose next step holds text run the decoder over all L tokens (by
+        causality its first output equals the one-token run, so silent steps cost one token, not L)."""
+        step_next = batch["step_mask"][:, 1:] & batch["step_mask"][:, :-1]
+        hs = h[:, :-1][step_next]  # (N, D)
+        if key in batch:
+            said = (batch[f"{key}.mask"][:, 1:] & (batch[key][:, 1:, 0] == BOS))[step_next]  # (N,)
+            rows = batch[key][:, 1:][step_next][said]  # (N_said, L)
+        else:
+            said = torch.zeros(hs.shape[0], dtype=torch.bool, device=h.device)
+            rows = torch.zeros(0, self.cfg.text_len, dtype=torch.long, device=h.device)
+        first_target = torch.where(said, BOS, EOS).to(torch.long)
+        text_head = self.heads[head]
+        first = text_head(hs, first_target[:, None])[:, 0]  # (N, V)
+        logits = text_head(hs[said], rows)  # (N_said, L, V)
+        return {"first": first, "first_target": first_target, "logits": logits, "targets": rows}
 
 
 def _init_weights(module: nn.Module) -> None:

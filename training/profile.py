@@ -8,7 +8,9 @@ ranges, so per-modality figures are forward cost; the backward's total is its ow
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import resource
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,18 @@ WARMUP_STEPS = 2
 REGION_PREFIXES = ("encoder/", "head/", "transformer", "data", "forward", "backward", "optimizer")
 
 
+def peak_memory_mb(device: torch.device) -> dict[str, float]:
+    """The process's peak resident memory so far (and the GPU's peak allocation): what a machine must hold."""
+    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if device.type == "cuda":
+        out["peak_cuda_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
+
+
 def profile_run(cfg: TrainConfig, data_dir: Path, out_dir: Path, steps: int) -> Path:
     device = pick_device(cfg.device, 0)
-    trainer = Trainer(cfg, RunOptions(data_dir, out_dir), World(device=device))
+    cfg = dataclasses.replace(cfg, eval_interval=0)  # profiles training steps, not validation passes
+    trainer = Trainer(cfg, RunOptions(data_dir, out_dir, one_run_per_folder=False), World(device=device))
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     meter = Throughput()
     trace_dir = out_dir / "runs" / "profile"
@@ -43,6 +54,10 @@ def profile_run(cfg: TrainConfig, data_dir: Path, out_dir: Path, steps: int) -> 
                 prof.step()
         perf = meter.report()
         report = build_report(prof, steps, cfg, device, trainer.params, perf)
+        report["memory"] = peak_memory_mb(device) | {
+            "note": "peak_rss_mb: the highest resident memory of the process during the run (getrusage); "
+            "operators' net_cpu_alloc_mb_per_step are net allocations (allocated minus freed, may be negative)"
+        }
     finally:
         trainer.close()
     path = out_dir / "profile_report.json"
@@ -62,7 +77,7 @@ def build_report(
             "calls": ev.count,
             "cpu_time_ms_per_step": ev.cpu_time_total / 1e3 / steps,
             "self_cpu_time_ms_per_step": ev.self_cpu_time_total / 1e3 / steps,
-            "self_cpu_memory_mb_per_step": ev.self_cpu_memory_usage / 2**20 / steps,
+            "net_cpu_alloc_mb_per_step": ev.self_cpu_memory_usage / 2**20 / steps,
         }
         if cuda:
             row["device_time_ms_per_step"] = getattr(ev, "device_time_total", 0) / 1e3 / steps

@@ -1,90 +1,40 @@
 """The `vrcap` command. Thin on purpose: each subcommand parses its arguments and calls one function.
 
-Heavy modules (numpy, OpenCV, torch, OpenXR) are imported inside the subcommand that needs them, so
-`vrcap --help` and `vrcap validate` start fast. Every deliberate error is one line on stderr and an exit code.
+vrcap itself owns only the format's commands (validate, info, config); every other package adds its own
+through the ``vrcap.cli`` entry point group (pyproject.toml), so this module imports none of them. Heavy
+modules (numpy, OpenCV, torch, OpenXR) are imported inside the subcommand that needs them, so `vrcap --help`
+and `vrcap validate` start fast. Every deliberate error is one line on stderr and an exit code; a mistyped
+subcommand or option gets the subcommand's usage and the closest spelling.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import difflib
 import json
 import os
+import re
 import signal
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from vrcap import __version__
-from vrcap.errors import VrcapError
+from vrcap.errors import FormatError, VrcapError
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
-PLUGIN_CLIS = ("replay.cli", "training.cli", "server.cli")
+ENTRY_POINT_GROUP = "vrcap.cli"  # each entry point is a ``register(subparsers)`` function
 
 
-def _console(stderr: bool = False) -> Any:
+def console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    # Piped output gets wide lines rather than rich's 80 columns, so logs keep one finding per line.
-    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
-
-
-# --- record ------------------------------------------------------------------------------------------
-
-
-def cmd_record(args: argparse.Namespace) -> int:
-    from capture.session import record_session
-
-    overrides = list(args.overrides)
-    if args.source:
-        overrides.append(f"record.source={args.source}")
-    if args.duration is not None:
-        overrides.append(f"record.duration_s={args.duration}")
-    if args.audio is not None:
-        overrides.append(f"record.audio={args.audio}")
-    if args.camera:
-        overrides.append("record.cameras=" + json.dumps(args.camera))
-    result = record_session(args.session, root=args.root, config_path=args.config, overrides=overrides)
-    print(
-        f"recorded {result.path}: {result.frames} frames, {result.duration_s:.2f} s, "
-        f"{result.dropped_frames} dropped ({result.stop_reason})",
-        file=sys.stderr,
-    )
-    return EXIT_OK
-
-
-# --- devices -----------------------------------------------------------------------------------------
-
-
-def cmd_devices(args: argparse.Namespace) -> int:
-    from capture.devices import list_devices
-
-    found = list_devices()
-    if args.json:
-        print(json.dumps(found, indent=2))
-        return EXIT_OK
-    console = _console()
-    console.print("[bold]Microphones[/] (--audio NAME or INDEX)")
-    for mic in found["audio"]:
-        console.print(
-            f"  {mic.get('index')!s:>3}  {mic.get('name')}  ({mic.get('max_input_channels', '?')} ch)"
-        )
-    if not found["audio"]:
-        console.print("  none found (is PulseAudio/PipeWire running? is a microphone plugged in?)")
-    console.print("[bold]Cameras[/] (--camera NAME=SPEC)")
-    for cam in found["cameras"]:
-        console.print(f"  {cam}")
-    if not found["cameras"]:
-        console.print("  no local cameras; video files and network streams work as --camera NAME=URL")
-    xr = found["openxr"]
-    console.print("[bold]OpenXR[/] (--source openxr)")
-    if xr.get("available"):
-        console.print(f"  runtime {xr.get('runtime')} {xr.get('runtime_version')}, system {xr.get('system')}")
-        console.print(f"  extensions: {', '.join(xr.get('extensions', []))}")
-    else:
-        console.print(f"  unavailable: {xr.get('reason')}")
-    return EXIT_OK
+    # Piped output is never wrapped (a finding naming a long path stays one line for grep and logs); tables get
+    # 200 columns rather than rich's 80.
+    tty = stream.isatty()
+    return Console(stderr=stderr, highlight=False, width=None if tty else 200, soft_wrap=not tty)
 
 
 # --- validate ----------------------------------------------------------------------------------------
@@ -96,24 +46,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from vrcap.render import print_report, summary_table
     from vrcap.sessions import expand_session_paths
 
-    sessions = expand_session_paths(args.paths)
-    console = _console()
+    sessions = expand_session_paths(args.paths, lost_metadata=True)
+    terminal = console()
     results = []
     # A folder of sessions can take minutes: a bar with ETA on stderr, shown only on a terminal.
     bar = Progress(
         TextColumn("validating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=_console(stderr=True), transient=True, disable=len(sessions) < 2 or not sys.stderr.isatty(),
+        console=console(stderr=True), transient=True, disable=len(sessions) < 2 or not sys.stderr.isatty(),
     )  # fmt: skip
     with bar:
         for path in bar.track(sessions):
             results.append(_validate_one(path, args.fix))
             if not (args.json or args.summary):
-                print_report(console, *results[-1])
+                print_report(terminal, *results[-1])
     if args.json:
         out = [dict(r.to_dict(), repairs=rep or []) for r, rep in results]
         print(json.dumps(out if len(out) > 1 or len(args.paths) > 1 else out[0], indent=2))
     elif args.summary:
-        console.print(summary_table([r for r, _ in results]))
+        terminal.print(summary_table([r for r, _ in results]))
     return EXIT_OK if all(r.ok for r, _ in results) else EXIT_PROBLEMS
 
 
@@ -124,8 +74,12 @@ def _validate_one(path: Path, fix: bool) -> tuple[Any, list[str] | None]:
 
     report = validate_session(path)
     repairs: list[str] | None = None
-    if fix and not report.ok:
-        repairs = repair_session(path).actions
+    if fix and any(f.fixable for f in report.findings):
+        try:
+            result = repair_session(path)
+        except FormatError as exc:  # a newer major version: refused, nothing touched
+            return report, [f"not repaired: {exc}"]
+        repairs = result.actions + result.notes
         report = validate_session(path)
     return report, repairs
 
@@ -142,45 +96,41 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(infos[0] if len(infos) == 1 else infos, indent=2))
         return EXIT_OK
-    console = _console()
+    terminal = console()
     for info in infos:
-        console.print(info_table(info))
+        terminal.print(info_table(info))
     return EXIT_OK
 
 
 # --- parser ------------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vrcap",
-        description="Record what a person sees, hears and does in VR, and turn it into a trained model.",
-    )
-    parser.add_argument("--version", action="version", version=f"vrcap {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+class VrcapParser(argparse.ArgumentParser):
+    """argparse, plus "did you mean" for a mistyped subcommand."""
 
-    rec = sub.add_parser(
-        "record", help="record a session", description="Record a session until Ctrl-C or --duration."
-    )
-    rec.add_argument("--session", required=True, help="name of the new session (a folder under --root)")
-    rec.add_argument("--root", default=None, help="where sessions live (default: $VRCAP_ROOT or ./sessions)")
-    rec.add_argument(
-        "--source", choices=["sim", "openxr"], default=None, help="pose source (default from the config: sim)"
-    )
-    rec.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
-    rec.add_argument("--audio", default=None, metavar="DEVICE", help="microphone name or index, sim, or none")
-    rec.add_argument(
-        "--camera", action="append", default=[], metavar="NAME=SPEC",
-        help="a camera: index, /dev/videoN, video file or http/rtsp/udp/tcp URL; repeat for more",
-    )  # fmt: skip
-    rec.add_argument(
-        "--config", type=Path, default=None, help="capture config YAML (default configs/capture.yaml)"
-    )
-    rec.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. sim.camera_fps=15"
-    )
-    rec.set_defaults(func=cmd_record)
+    def error(self, message: str) -> NoReturn:
+        match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if match:
+            choices = re.findall(r"'([^']*)'", match.group(2))
+            close = difflib.get_close_matches(match.group(1), choices, n=1)
+            if close:
+                message += f"; did you mean '{close[0]}'?"
+        super().error(message)
 
+
+def _suggest(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """The closest option of ``parser`` to each unknown one, as a hint for the error line."""
+    options = [o for a in parser._actions for o in a.option_strings]
+    hints = []
+    for word in unknown:
+        if word.startswith("-"):
+            close = difflib.get_close_matches(word.split("=", 1)[0], options, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"did you mean {close[0]}?")
+    return f" ({'; '.join(hints)})" if hints else ""
+
+
+def _add_own_commands(sub: Any) -> None:
     val = sub.add_parser(
         "validate",
         help="check sessions; --fix repairs them",
@@ -194,31 +144,52 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--json", action="store_true", help="machine-readable report")
     val.set_defaults(func=cmd_validate)
 
-    dev = sub.add_parser("devices", help="list microphones, cameras and the OpenXR runtime")
-    dev.add_argument("--json", action="store_true", help="an object with keys audio, cameras, openxr")
-    dev.set_defaults(func=cmd_devices)
-
     inf = sub.add_parser("info", help="streams, rates, duration and size of a session")
-    inf.add_argument("path", metavar="PATH")
-    inf.add_argument("--json", action="store_true")
+    inf.add_argument("path", metavar="PATH", help="a session folder, or a folder of sessions")
+    inf.add_argument("--json", action="store_true", help="machine-readable: one object per session")
     inf.set_defaults(func=cmd_info)
 
-    # The other packages add their own subcommands (replay, train, infer, profile, estimate, serve). Each
-    # ``<package>/cli.py`` imports only argparse-level code at the top, so `vrcap --help` stays fast.
-    for module_name in PLUGIN_CLIS:
+    from vrcap.config_show import register as register_config
+
+    register_config(sub)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = VrcapParser(
+        prog="vrcap",
+        description="Record what a person sees, hears and does in VR, and turn it into a trained model.",
+    )
+    parser.add_argument("--version", action="version", version=f"vrcap {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_own_commands(sub)
+    # The other packages add their own subcommands (record, devices, replay, train, infer, ..., serve). Each
+    # registered module imports only argparse-level code at the top, so `vrcap --help` stays fast.
+    unique = {ep.name: ep for ep in reversed(list(entry_points(group=ENTRY_POINT_GROUP)))}  # first dist wins
+    for ep in sorted(unique.values(), key=lambda e: e.name):
         try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
+            register = ep.load()
+        except ModuleNotFoundError as exc:  # a package of the checkout that is not installed here
+            if not ep.value.startswith(f"{exc.name}"):
                 raise
             continue
-        module.register(sub)
+        register(sub)
     return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse; arguments no option takes are blamed on the subcommand, with its usage and the closest option."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        chosen = parser
+        if getattr(args, "command", None):
+            chosen = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
+        chosen.error(f"unrecognized arguments: {' '.join(unknown)}{_suggest(chosen, unknown)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
@@ -232,6 +203,13 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGINT
     except BrokenPipeError:
         return EXIT_OK
+    except (
+        OSError
+    ) as exc:  # a path the user gave cannot be used (a file where a folder must be, no permission)
+        if exc.filename is None or os.environ.get("VRCAP_DEBUG"):
+            raise
+        print(f"vrcap {args.command}: error: cannot use {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as exc:  # a bug: say so in one line, keep the traceback for whoever asks
         if os.environ.get("VRCAP_DEBUG"):
             raise

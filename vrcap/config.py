@@ -1,5 +1,9 @@
-"""Config loading: dataclasses hold the defaults and the checks, YAML files and `key=value` overrides set them.
+"""Config loading: one schema per section (pydantic dataclasses: defaults, descriptions, bounds, checks), set by
+a YAML file and `key=value` overrides.
 
+The YAML files ship inside the package (``vrcap/configs/``, package data), so a non-editable install finds them;
+``--config`` takes a shipped NAME (``tiny``) or a PATH. Overrides are parsed against the schema's types, not as
+YAML 1.1: ``root=1:30`` stays the string "1:30" (YAML 1.1 reads 90), ``fsync=on`` is true (YAML: an error here).
 A key that does not exist, or a value of the wrong type, is an error that names the key, the file and what
 would be accepted — a typo must never silently leave a default in place.
 """
@@ -7,24 +11,28 @@ would be accepted — a typo must never silently leave a default in place.
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from pydantic import ValidationError
 
 from vrcap.errors import ConfigError
 
 T = TypeVar("T")
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data: in the wheel too
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+_NONE = ("null", "none", "~", "")
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
+        if type(None) in args and (value is None or (isinstance(value, str) and value.lower() in _NONE)):
             return None
         errors = []
         for arg in (a for a in args if a is not type(None)):
@@ -40,12 +48,19 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if hint is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where} must be true or false, got {value!r}")
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:  # an override: on, off, yes...
+            return value.strip().lower() in _TRUE
+        raise ConfigError(f"{where} must be true or false (or on/off, yes/no), got {value!r}")
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip().replace("_", ""), 10)
+            except ValueError:
+                pass
         raise ConfigError(f"{where} must be an integer, got {value!r}")
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -92,21 +107,69 @@ def build(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         return cls(**kwargs)
     except ConfigError as exc:
         raise ConfigError(f"{where + ': ' if where else ''}{exc}") from None
+    except (
+        ValidationError
+    ) as exc:  # a bound of the schema: one line naming the key, the bound and the default
+        raise ConfigError(_bound_message(cls, exc, where)) from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where + ': ' if where else ''}{exc}") from exc
 
 
+def _range_words(info: Any) -> str | None:
+    """A field's bounds in words: "between 1 and 1000", "in (0, 3600]", ">= 0"."""
+    b = {
+        k: getattr(m, k)
+        for m in getattr(info, "metadata", [])
+        for k in ("ge", "gt", "le", "lt")
+        if hasattr(m, k)
+    }
+    low = ("[", b["ge"]) if "ge" in b else ("(", b["gt"]) if "gt" in b else None
+    high = ("]", b["le"]) if "le" in b else (")", b["lt"]) if "lt" in b else None
+    if low and high:
+        if low[0] == "[" and high[0] == "]":
+            return f"between {low[1]} and {high[1]}"
+        return f"in {low[0]}{low[1]}, {high[1]}{high[0]}"
+    if low:
+        return f"{'>=' if low[0] == '[' else '>'} {low[1]}"
+    if high:
+        return f"{'<=' if high[0] == ']' else '<'} {high[1]}"
+    return None
+
+
+def _bound_message(cls: type, exc: ValidationError, where: str) -> str:
+    """pydantic's error as one line: the key, its allowed range, what was given, and the default."""
+    first = exc.errors()[0]
+    name = ".".join(str(part) for part in first["loc"])
+    path = f"{where}.{name}" if where else name
+    info = getattr(cls, "__pydantic_fields__", {}).get(name)
+    default = getattr(info, "default", None)
+    hint = f"; the default is {default!r}" if isinstance(default, (int, float, str, bool)) else ""
+    words = _range_words(info)
+    if words is not None and first["type"].startswith(("greater_than", "less_than")):
+        return f"{path} must be {words} (got {first['input']!r}){hint}"
+    return f"{path}: {first['msg']} (got {first['input']!r}){hint}"
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``a.b=1`` pairs into a nested mapping; values are read as YAML scalars (1, 0.5, true, [a, b])."""
+    """``a.b=1`` pairs into a nested mapping of the values as typed: strings, for ``build`` to read by the schema.
+
+    Not YAML 1.1: "1:30" stays a string, "on" is left for a bool field to read. Only a value that opens a list,
+    a mapping or a JSON string (``[``, ``{``, ``"``; what the server sends) is parsed, as JSON or YAML flow.
+    """
     tree: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError(f"override {item!r} is not KEY=VALUE (e.g. sim.camera_fps=15)")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
+        value: Any = raw
+        if raw[:1] in ("[", "{", '"'):
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                try:
+                    value = yaml.safe_load(raw)
+                except yaml.YAMLError:
+                    raise ConfigError(f"override {item!r}: {raw!r} is neither JSON nor a YAML list") from None
         node = tree
         parts = key.split(".")
         for part in parts[:-1]:
@@ -141,19 +204,42 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def config_names(folder: str = "") -> list[str]:
+    """The shipped config NAMEs of a folder of ``vrcap/configs`` ("" or "train")."""
+    return sorted(p.stem for p in (CONFIG_DIR / folder).glob("*.yaml"))
+
+
+def resolve_config(choice: Path | str | None, default_name: str) -> Path:
+    """``--config NAME|PATH``: an existing file, else a shipped name beside ``default_name``, else an error."""
+    folder = str(Path(default_name).parent).replace(".", "")
+    if choice is None or str(choice) == "":
+        return CONFIG_DIR / default_name
+    path = Path(choice)
+    if path.is_file():
+        return path
+    name = path.name.removesuffix(".yaml")
+    if len(path.parts) == 1 and (CONFIG_DIR / folder / f"{name}.yaml").is_file():
+        return CONFIG_DIR / folder / f"{name}.yaml"
+    names = ", ".join(config_names(folder)) or "(none)"
+    if len(path.parts) > 1 or path.suffix:
+        raise ConfigError(f"config file {choice} does not exist; or give a shipped config name: {names}")
+    raise ConfigError(f"no shipped config named {str(choice)!r} and no such file; shipped names: {names}")
+
+
 def load_config(
-    cls: type[T], path: Path | None, overrides: list[str] | None = None, default_name: str = ""
+    cls: type[T], path: Path | str | None, overrides: list[str] | None = None, default_name: str = ""
 ) -> T:
-    """Defaults ← ``path`` (or configs/<default_name> when it exists) ← command-line overrides."""
-    if path is None and default_name and (CONFIG_DIR / default_name).is_file():
-        path = CONFIG_DIR / default_name
-    data = read_yaml(path) if path is not None else {}
+    """Schema defaults ← the YAML (``path``: a file or a shipped NAME; else the shipped default) ← overrides."""
+    source = resolve_config(path, default_name) if default_name or path is not None else None
+    if source is not None and not source.is_file():
+        source = None  # no shipped default for this section: the schema's defaults alone
+    data = read_yaml(source) if source is not None else {}
     data = merge(data, parse_overrides(overrides or []))
     try:
         return build(cls, data)
     except ConfigError as exc:
-        source = f" (from {path})" if path is not None else ""
-        raise ConfigError(f"{exc}{source}") from None
+        where = f" (from {source})" if source is not None else ""
+        raise ConfigError(f"{exc}{where}") from None
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

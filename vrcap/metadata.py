@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import socket
 import sys
 import time
@@ -19,6 +20,7 @@ from vrcap.records import FORMAT_MAJOR, FORMAT_VERSION
 from vrcap.streams import StreamDescriptor
 
 SESSION_FILE = "session.json"
+VERSION_RE = re.compile(r"^([0-9]+)\.([0-9]+)$")  # "MAJOR.MINOR", docs/FORMAT.md §5
 FORMAT_NAME = "vrcap-session"
 
 STATUS_RECORDING = "recording"  # written at start; still there after a crash
@@ -112,15 +114,20 @@ class SessionMeta:
     def from_dict(cls, data: dict[str, Any], path: Path) -> SessionMeta:
         if data.get("format") != FORMAT_NAME:
             raise NotASession(path.parent, f"{path.name} has format {data.get('format')!r}")
-        version = str(data.get("version", ""))
-        try:
-            major = int(version.split(".")[0])
-        except ValueError:
-            raise FormatError(f"{path}: version {version!r} is not MAJOR.MINOR") from None
+        version = data.get("version")
+        match = VERSION_RE.match(version) if isinstance(version, str) else None
+        if match is None:
+            raise FormatError(f'{path}: version {version!r} is not MAJOR.MINOR (e.g. "1.0")')
+        major = int(match.group(1))
+        if major < 1:
+            raise FormatError(f"{path}: version {version!r}: major versions start at 1")
         if major > FORMAT_MAJOR:
             raise UnsupportedVersion(path, version, str(FORMAT_MAJOR))
+        raw_streams = data.get("streams", [])
+        if not isinstance(raw_streams, list):
+            raise FormatError(f"{path}: 'streams' is a JSON {type(raw_streams).__name__}, not an array")
         try:
-            streams = [StreamDescriptor.from_dict(s) for s in data.get("streams", [])]
+            streams = [StreamDescriptor.from_dict(s) for s in raw_streams]
             return cls(
                 name=str(data["name"]),
                 streams=streams,
@@ -137,7 +144,9 @@ class SessionMeta:
                 repairs=list(data.get("repairs") or []),
                 extra={k: v for k, v in data.items() if k not in _KNOWN},
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except FormatError as exc:
+            raise FormatError(f"{path}: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise FormatError(
                 f"{path} is malformed: {exc!r}; `vrcap validate {path.parent}` says more"
             ) from exc
@@ -150,7 +159,13 @@ def load_meta(session_dir: Path) -> SessionMeta:
     if not session_dir.is_dir():
         raise NotASession(session_dir, "not a folder")
     if not path.is_file():
-        raise NotASession(session_dir, f"no {SESSION_FILE}")
+        lost = sum(1 for p in session_dir.glob("packets-*.vrc"))
+        hint = (
+            f"; `vrcap validate --fix {session_dir}` rebuilds it from the {lost} segment files"
+            if lost
+            else ""
+        )
+        raise NotASession(session_dir, f"no {SESSION_FILE}{hint}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

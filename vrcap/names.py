@@ -8,7 +8,8 @@ from pathlib import Path
 
 from vrcap.errors import SessionNameError
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # FORMAT.md §1; the server's API models use it too
+_NAME = re.compile(NAME_PATTERN)
 ROOT_ENV = "VRCAP_ROOT"
 DEFAULT_ROOT = "sessions"
 

@@ -7,7 +7,7 @@ ignored rather than fatal.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 import lz4.frame
 import msgpack
@@ -28,6 +28,12 @@ S_VALID = "v"  # int: validity bits (poses, hands), see POSE_* below
 S_INDEX = "i"  # int: audio: sample-counter index of the block's first frame
 S_COUNT = "n"  # int: audio: frames in the block
 S_FRAME = "f"  # int: camera: the camera's own frame number
+
+# Text samples' `d` map (FORMAT.md §4): the one definition capture, replay and the server share.
+AnnotationKind = Literal["instruction", "transcript", "marker"]
+AnnotationChannel = Literal["internal", "external"]
+ANNOTATION_KINDS: tuple[str, ...] = get_args(AnnotationKind)
+ANNOTATION_CHANNELS: tuple[str, ...] = get_args(AnnotationChannel)
 
 # Validity bits, mirroring XrSpaceLocationFlags so an OpenXR source can store them unchanged.
 POSE_ORIENTATION_VALID = 0x1
@@ -59,9 +65,26 @@ def encode_packet(
 _LZ4 = int(RecordFlags.LZ4)  # a plain int: `flags & IntFlag` goes through enum code on every record
 
 
-def decode_payload(flags: int, payload: bytes | memoryview) -> dict[str, Any]:
+# The decompressed form is bounded like the stored one: a 1 KiB LZ4 frame can claim gigabytes.
+DEFAULT_MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
+
+
+def decode_payload(
+    flags: int, payload: bytes | memoryview, max_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
+) -> dict[str, Any]:
     if flags & _LZ4:
+        declared = lz4.frame.get_frame_info(payload).get("content_size", 0)
+        if not declared:
+            raise ValueError("LZ4 frame does not store its content size (docs/FORMAT.md §3 requires it)")
+        if declared > max_bytes:
+            raise ValueError(
+                f"LZ4 frame declares {declared} decompressed bytes, over the {max_bytes}-byte limit"
+            )
         payload = lz4.frame.decompress(payload)
+        if len(payload) != declared:
+            raise ValueError(
+                f"LZ4 frame decompresses to {len(payload)} bytes, not the {declared} it declares"
+            )
     packet = msgpack.unpackb(payload, raw=False)
     if not isinstance(packet, dict):
         raise ValueError(f"packet is a msgpack {type(packet).__name__}, not a map")

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from vrcap.errors import CorruptRecord, FormatError, NotASession, RecordTooLarge, TruncatedRecord, WriterError
-from vrcap.index import INDEX_FILE, SessionIndex
+from vrcap.errors import CorruptRecord, FormatError, RecordTooLarge, TruncatedRecord, WriterError
+from vrcap.index import INDEX_FILE, IndexEntry, SessionIndex
+from vrcap.layout import list_segments, segment_name, segment_number
 from vrcap.metadata import STATUS_RECORDING, SessionMeta, load_meta
 from vrcap.packets import SEQ, TIME, decode_payload
 from vrcap.records import (
@@ -33,10 +34,6 @@ from vrcap.records import (
 )
 
 ErrorMode = Literal["raise", "stop"]
-
-
-def list_segments(session_dir: Path) -> list[Path]:
-    return sorted(p for p in session_dir.glob("packets-*.vrc") if p.is_file())
 
 
 def is_session_dir(path: Path) -> bool:
@@ -62,19 +59,27 @@ class _Mapping:
 
 
 def iter_packet_payloads(
-    path: Path, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, verify: bool = True
+    path: Path,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    verify: bool = True,
+    skipped: list[tuple[int, int, int]] | None = None,
 ) -> Iterator[tuple[int, int, memoryview]]:
     """(offset, flags, payload view) of each packet record: the hot path of every reader, kept flat.
 
     Every check of docs/FORMAT.md §3 in one loop with no per-record objects; records of kinds or flags this
     version does not know are skipped by their length. ``verify=False`` skips the payload CRC (the header check
-    still runs) for trusted bulk reads of sessions that `vrcap validate` has passed.
+    still runs) for trusted bulk reads of sessions that `vrcap validate` has passed. Each skipped record's
+    (offset, kind, flags) is appended to ``skipped``, so callers can tell unreadable records from dropped frames.
     """
     unpack, check, seeds = RECORD_HEADER.unpack_from, header_check, _PACKET_SEEDS
     mapping = _Mapping(path)
     try:
         buf, size = mapping.view, mapping.size
-        decode_segment_header(buf, path)
+        try:
+            expected: int | None = segment_number(path)
+        except ValueError:
+            expected = None
+        decode_segment_header(buf, path, expected)
         offset = SEGMENT_HEADER_SIZE
         while offset < size:
             if size - offset < RECORD_HEADER_SIZE:
@@ -95,6 +100,8 @@ def iter_packet_payloads(
                     raise CorruptRecord(path, offset, "payload checksum (CRC-32) mismatch")
                 if known:
                     yield offset, flags, payload
+                elif skipped is not None:
+                    skipped.append((offset, kind, flags))
             finally:
                 payload.release()
             offset = end
@@ -133,7 +140,11 @@ class SessionReader:
         self.segments = list_segments(self.path)
         self.max_record_bytes = max_record_bytes
         self.problem: FormatError | None = None
+        self.skipped: list[
+            tuple[int, int, int]
+        ] = []  # (offset, kind, flags) of records this version cannot read
         self._index: SessionIndex | None = None
+        self._index_from_disk = False
         self._maps: dict[int, _Mapping] = {}
 
     # --- streaming ----------------------------------------------------------------------------------
@@ -143,10 +154,12 @@ class SessionReader:
     ) -> Iterator[tuple[int, int, dict[str, Any]]]:
         """(segment number, byte offset, packet) of every packet, in file order."""
         self.problem = None
+        self.skipped = []
         try:
             for segment in self.segments:
-                number = int(segment.stem.split("-")[1])
-                for offset, flags, payload in iter_packet_payloads(segment, self.max_record_bytes, verify):
+                number = segment_number(segment)
+                payloads = iter_packet_payloads(segment, self.max_record_bytes, verify, self.skipped)
+                for offset, flags, payload in payloads:
                     yield number, offset, decode_packet(segment, offset, flags, payload)
         except FormatError as exc:
             if errors == "raise":
@@ -163,7 +176,10 @@ class SessionReader:
     @property
     def index(self) -> SessionIndex:
         if self._index is None:
-            self._index = self._load_index() or self.scan_index(errors="stop")
+            self._index = self._load_index()
+            self._index_from_disk = self._index is not None
+            if self._index is None:
+                self._index = self.scan_index(errors="stop")
         return self._index
 
     def scan_index(self, errors: ErrorMode = "raise") -> SessionIndex:
@@ -171,16 +187,29 @@ class SessionReader:
         return SessionIndex.from_entries(rows)
 
     def packet_at(self, seq: int) -> dict[str, Any]:
-        entry = self.index.find_seq(seq)
-        if entry is None:
-            raise KeyError(f"no packet with seq {seq} in {self.path}")
-        return self._read_at(entry.segment, entry.offset, expect_seq=seq)
+        return self._lookup(lambda index: index.find_seq(seq), f"no packet with seq {seq} in {self.path}")
 
     def packet_at_time(self, t_ns: int) -> dict[str, Any]:
         """The frame current at monotonic time ``t_ns``: the last one at or before it."""
-        entry = self.index.find_time(t_ns)
+        return self._lookup(
+            lambda index: index.find_time(t_ns),
+            f"no packet at or before t={t_ns} ns in {self.path} (it starts later)",
+        )
+
+    def _lookup(self, find: Callable[[SessionIndex], IndexEntry | None], missing: str) -> dict[str, Any]:
+        """Look up in the index; a stored index that points wrong is dropped for a scan, never blamed on the data."""
+        entry = find(self.index)
+        try:
+            if entry is None:
+                raise KeyError(missing)
+            return self._read_at(entry.segment, entry.offset, expect_seq=entry.seq)
+        except (FormatError, KeyError):
+            if not self._index_from_disk:
+                raise
+        self._index, self._index_from_disk = self.scan_index(errors="stop"), False
+        entry = find(self._index)
         if entry is None:
-            raise KeyError(f"no packet at or before t={t_ns} ns in {self.path} (it starts later)")
+            raise KeyError(missing)
         return self._read_at(entry.segment, entry.offset, expect_seq=entry.seq)
 
     def __len__(self) -> int:
@@ -216,13 +245,13 @@ class SessionReader:
             return None
         return index
 
-    def _read_at(self, segment_number: int, offset: int, expect_seq: int) -> dict[str, Any]:
-        path = self.path / f"packets-{segment_number:06d}.vrc"
-        mapping = self._maps.get(segment_number)
+    def _read_at(self, number: int, offset: int, expect_seq: int) -> dict[str, Any]:
+        path = self.path / segment_name(number)
+        mapping = self._maps.get(number)
         if mapping is None:
             if not path.is_file():
-                raise NotASession(self.path, f"the index names {path.name}, which is missing")
-            mapping = self._maps[segment_number] = _Mapping(path)
+                raise FormatError(f"{self.path}: the index names {path.name}, which is missing")
+            mapping = self._maps[number] = _Mapping(path)
         header = decode_record_header(mapping.view, offset, mapping.size, path, self.max_record_bytes)
         payload = mapping.view[offset + RECORD_HEADER_SIZE : header.end]
         try:

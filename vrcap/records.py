@@ -38,6 +38,7 @@ DEFAULT_MAX_RECORD_BYTES = 64 * 1024 * 1024
 
 class RecordKind(IntEnum):
     PACKET = 1
+    ANNOTATIONS = 2  # only in annotations-*.vra sidecars (vrcap/annotate_format.py), never in a segment
 
 
 class RecordFlags(IntFlag):
@@ -83,7 +84,14 @@ class SegmentHeader:
     segment_number: int
 
 
-def decode_segment_header(buf: bytes | memoryview, path: Path) -> SegmentHeader:
+def decode_segment_header(
+    buf: bytes | memoryview, path: Path, expected_number: int | None = None
+) -> SegmentHeader:
+    """Check the 16-byte file header (docs/FORMAT.md §2).
+
+    A segment shorter than 16 bytes is torn; a bad magic, a major version of 0 (no such version exists) or a
+    segment number other than the file name's is corrupt; a newer major version is refused, never guessed at.
+    """
     if len(buf) < SEGMENT_HEADER_SIZE:
         raise TruncatedRecord(path, 0, SEGMENT_HEADER_SIZE, len(buf))
     magic, major, minor, number = SEGMENT_HEADER.unpack_from(buf, 0)
@@ -91,6 +99,12 @@ def decode_segment_header(buf: bytes | memoryview, path: Path) -> SegmentHeader:
         raise CorruptRecord(path, 0, "file does not start with the vrcap segment magic")
     if major > FORMAT_MAJOR:
         raise UnsupportedVersion(path, f"{major}.{minor}", str(FORMAT_MAJOR))
+    if major < 1:
+        raise CorruptRecord(path, 8, f"segment header says format major version {major}; versions start at 1")
+    if expected_number is not None and number != expected_number:
+        raise CorruptRecord(
+            path, 12, f"segment header says segment {number}, the file name {expected_number}"
+        )
     return SegmentHeader(major, minor, number)
 
 

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vrcap.validate import ValidationReport
+from vrcap.wording import plural
 
 
 def human_bytes(n: float) -> str:
@@ -43,7 +44,7 @@ def summary_table(rows: list[ValidationReport]) -> Table:
     for col in ("session", "duration", "frames", "dropped", "size", "status"):
         table.add_column(col, justify="left" if col in ("session", "status") else "right")
     for r in rows:
-        status = "[green]valid[/]" if r.ok else f"[red]invalid ({len(r.errors)} errors)[/]"
+        status = "[green]valid[/]" if r.ok else f"[red]invalid ({plural(len(r.errors), 'error')})[/]"
         table.add_row(
             r.name or r.path,
             f"{r.duration_s:.1f} s",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vrcap.errors import CorruptRecord, FormatError, TruncatedRecord
+from vrcap.layout import segment_number
 from vrcap.reader import _Mapping
 from vrcap.records import (
     DEFAULT_MAX_RECORD_BYTES,
@@ -45,11 +46,12 @@ class GoodRecord:
 def scan_segment(
     path: Path, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 ) -> Iterator[GoodRecord | Damage]:
+    """Intact records and damaged ranges of one segment; UnsupportedVersion (a newer major) propagates."""
     mapping = _Mapping(path)
     try:
         buf, size = mapping.view, mapping.size
         try:
-            decode_segment_header(buf, path)
+            decode_segment_header(buf, path, segment_number(path))
         except TruncatedRecord as exc:
             yield Damage(path, 0, size, True, exc)
             return

@@ -7,7 +7,7 @@ from typing import Any
 
 from vrcap.errors import FormatError
 
-KINDS = ("pose", "controls", "hand", "audio", "video", "text", "gaze")
+KINDS = ("pose", "controls", "hand", "audio", "video", "text", "gaze", "signal")  # signal: an LSL stream
 ENCODINGS = ("raw", "pcm_s16le", "pcm_f32le", "jpeg", "png", "utf8")
 
 
@@ -27,20 +27,34 @@ class StreamDescriptor:
     source: str = ""  # which source produced it ("sim", "openxr", "sounddevice", "opencv")
     clock: str = ""  # what a sample's "st" counts, e.g. "sim_ns", "xr_time_ns", "sample_index"
     extra: dict[str, Any] = field(default_factory=dict)  # source-specific facts (device name, JPEG quality)
+    # Keys a newer 1.x writer added that this version does not know: kept so a repair writes them back (§5).
+    unknown: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = dict(self.unknown)
+        out.update(asdict(self))
+        del out["unknown"]
         out["shape"] = list(self.shape)
         out["fields"] = list(self.fields)
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StreamDescriptor:
-        known = {f.name for f in fields(cls)}
+    def from_dict(cls, data: object) -> StreamDescriptor:
+        if not isinstance(data, dict):
+            raise FormatError(f"a stream descriptor is a JSON {type(data).__name__}, not an object")
+        known = {f.name for f in fields(cls)} - {"unknown"}
         missing = {"name", "kind", "rate_hz", "shape", "dtype", "encoding"} - data.keys()
         if missing:
             raise FormatError(f"stream descriptor {data.get('name', '?')!r} lacks {sorted(missing)}")
-        kwargs = {k: v for k, v in data.items() if k in known}  # unknown keys: a newer writer's, ignored
-        kwargs["shape"] = tuple(int(x) for x in kwargs["shape"])
-        kwargs["fields"] = tuple(kwargs.get("fields", ()))
-        return cls(**kwargs)
+        kwargs = {k: v for k, v in data.items() if k in known}
+        try:
+            kwargs["shape"] = tuple(int(x) for x in kwargs["shape"])
+            kwargs["fields"] = tuple(kwargs.get("fields", ()))
+        except (TypeError, ValueError) as exc:
+            raise FormatError(
+                f"stream descriptor {data.get('name')!r}: shape or fields malformed ({exc})"
+            ) from None
+        if not isinstance(kwargs.get("extra", {}), dict):
+            raise FormatError(f"stream descriptor {data.get('name')!r}: 'extra' must be an object")
+        unknown = {k: v for k, v in data.items() if k not in known}
+        return cls(**kwargs, unknown=unknown)

@@ -7,22 +7,34 @@ a valid session's imperfections: dropped frames, audio gaps, rates off their dec
 
 from __future__ import annotations
 
+import hashlib
+import os
 from array import array
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from itertools import chain
+from operator import methodcaller
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vrcap.errors import FormatError
-from vrcap.index import INDEX_FILE, SessionIndex
+from vrcap.annotate_format import check_sidecars
+from vrcap.errors import FormatError, NotASession, UnsupportedVersion
+from vrcap.index import ENTRY_DTYPE, INDEX_FILE, INDEX_HEADER, INDEX_MAGIC, SessionIndex, encode_index_header
+from vrcap.layout import list_segments, segment_number
 from vrcap.metadata import STATUS_RECORDING, SessionMeta, load_meta
 from vrcap.packets import S_COUNT, S_INDEX, S_TIME, SAMPLES, SEQ, TIME
-from vrcap.reader import decode_packet, is_packet_record, iter_packet_payloads, list_segments
+from vrcap.reader import decode_packet, is_packet_record, iter_packet_payloads
+from vrcap.records import FORMAT_MAJOR, SEGMENT_HEADER_SIZE, decode_segment_header
 from vrcap.scan import Damage, scan_segment
 
 RATE_TOLERANCE = 0.05  # measured rate within 5% of the declared one
+BATCH_PACKETS = 128  # packets checked at once (feed_batch): few calls; ~6 MB of camera frames held
+_get_time = methodcaller("get", S_TIME, 0)
+_get_index = methodcaller("get", S_INDEX, 0)
+_get_count = methodcaller("get", S_COUNT, 0)
 
 
 @dataclass
@@ -56,6 +68,7 @@ class ValidationReport:
     first_seq: int | None = None
     last_seq: int | None = None
     dropped_frames: int = 0
+    skipped_records: int = 0  # intact records of a kind or with flags this version cannot read (not drops)
     size_bytes: int = 0
     interval_ms: dict[str, float] = field(default_factory=dict)  # frame interval p50 / p99 / max
     jitter_ms: dict[str, float] = field(default_factory=dict)  # |interval − median| p50 / p99
@@ -104,6 +117,70 @@ class _StreamTracker:
         self.audio = {s.name for s in meta.streams if s.kind == "audio"}
         for s in meta.streams:
             report.streams[s.name] = StreamReport(declared_hz=float(s.rate_hz))
+
+    def feed_batch(self, batch: list[dict[str, list[dict[str, Any]]]]) -> None:
+        """Feed the samples of many packets at once: each stream's fields go into arrays in C (``map`` with
+        ``itemgetter``) and the checks run on whole arrays. Why: per-sample Python was most of validation's
+        cost. Samples the fast path cannot read (a missing key, a float where an int belongs) send the whole
+        batch through ``feed``, packet by packet, so the findings are exactly what they always were."""
+        grouped: dict[str, list[list[dict[str, Any]]]] = {}
+        for samples in batch:
+            for name, items in samples.items():
+                lists = grouped.get(name)
+                if lists is None:
+                    grouped[name] = [items]
+                else:
+                    lists.append(items)
+        try:
+            columns = {name: self._columns(name, lists) for name, lists in grouped.items()}
+        except (KeyError, TypeError, AttributeError, OverflowError, ValueError):
+            for samples in batch:
+                self.feed(samples)
+            return
+        for name, cols in columns.items():
+            self._apply(name, cols)
+
+    def _columns(self, name: str, lists: list[list[dict[str, Any]]]) -> tuple[np.ndarray, ...] | None:
+        """(times, indices, counts) of one stream's samples in a batch (indices and counts: audio only);
+        None for an undeclared stream. Raises on a sample the arrays cannot hold."""
+        if name not in self.report.streams:
+            return None
+        flat = list(chain.from_iterable(lists))
+        times = np.frombuffer(array("q", map(_get_time, flat)), np.int64)
+        if name not in self.audio:
+            return (times,)
+        index = np.frombuffer(array("q", map(_get_index, flat)), np.int64)
+        count = np.frombuffer(array("q", map(_get_count, flat)), np.int64)
+        return times, index, count
+
+    def _apply(self, name: str, cols: tuple[np.ndarray, ...] | None) -> None:
+        if cols is None:
+            self.unknown.add(name)
+            return
+        times = cols[0]
+        if times.size == 0:
+            return
+        rep = self.report.streams[name]
+        prev = self.last_t.get(name)
+        if prev is None:
+            prev = self.first_t[name] = int(times[0])
+        backwards = int(np.count_nonzero(times[1:] < times[:-1])) + int(times[0] < prev)
+        if backwards:
+            self.backwards[name] = self.backwards.get(name, 0) + backwards
+        self.last_t[name] = int(times[-1])
+        if name not in self.audio:
+            rep.samples += int(times.size)
+            return
+        index, count = cols[1], cols[2]
+        ends = index + count
+        expected = self.next_index.get(name)
+        want = ends[:-1] if expected is None else np.concatenate([[expected], ends[:-1]])
+        got = index[1:] if expected is None else index
+        off = got != want
+        rep.gaps += int(np.count_nonzero(off))
+        rep.gap_samples += int(np.abs(got[off] - want[off]).sum())
+        rep.samples += int(count.sum())
+        self.next_index[name] = int(ends[-1])
 
     def feed(self, samples: dict[str, list[dict[str, Any]]]) -> None:
         # The hot loop of validation (every sample of every packet): locals, and one branch per stream.
@@ -226,6 +303,16 @@ class SessionCheck:
             self.meta = load_meta(path)
         except FormatError as exc:
             self.report.add("error", "metadata", str(exc))
+        except NotASession:
+            if not (path.is_dir() and list_segments(path)):
+                raise
+            self.report.add(
+                "error",
+                "metadata-missing",
+                f"no session.json, but {len(list_segments(path))} segment files: "
+                f"`vrcap validate --fix {path}` rebuilds it from them",
+                fixable=True,
+            )
 
     def packets(self) -> Iterator[dict[str, Any]]:
         report, meta, path = self.report, self.meta, self.path
@@ -236,11 +323,17 @@ class SessionCheck:
         report.size_bytes = sum(p.stat().st_size for p in segments)
         _check_segment_files(report, meta, segments)
         tracker = self._tracker = _StreamTracker(report, meta)
-        times, rows = self._times, self._rows = array("q"), []
+        times, entries = self._times, self._entries = array("q"), _EntryDigest()
+        batch: list[dict[str, list[dict[str, Any]]]] = []
         last_seq: int | None = None
+        skipped = self._skipped = []
         for segment in segments:
-            number = int(segment.stem.split("-")[1])
-            for item in _packet_records(segment):
+            number = segment_number(segment)
+            newer = _newer_major(segment)
+            if newer is not None:  # a reader stops here for the whole session (FORMAT.md §9)
+                report.add("error", "unsupported-version", str(newer), segment=segment.name, offset=0)
+                break
+            for item in _packet_records(segment, skipped):
                 if isinstance(item, Damage):
                     _report_damage(report, item)
                     continue
@@ -253,7 +346,7 @@ class SessionCheck:
                     )
                     continue
                 seq, t = int(packet[SEQ]), int(packet[TIME])
-                rows.append((seq, t, number, offset))
+                entries.add(seq, t, number, offset)
                 if last_seq is not None:
                     if seq <= last_seq:
                         report.add(
@@ -277,8 +370,13 @@ class SessionCheck:
                     report.first_seq = seq
                 last_seq = seq
                 times.append(t)
-                tracker.feed(packet.get(SAMPLES) or {})
+                batch.append(packet.get(SAMPLES) or {})
+                if len(batch) >= BATCH_PACKETS:
+                    tracker.feed_batch(batch)
+                    batch = []
                 yield packet
+        tracker.feed_batch(batch)
+        entries.flush()
         report.last_seq = last_seq
         self._done = True
 
@@ -291,6 +389,15 @@ class SessionCheck:
             raise RuntimeError("SessionCheck.finish() before packets() was read to the end")
         times = self._times
         report.packets = len(times)
+        report.skipped_records = len(self._skipped)
+        if self._skipped:
+            kinds = sorted({f"kind {k} flags {f:#04x}" for _, k, f in self._skipped})
+            report.add(
+                "warning",
+                "unreadable-records",
+                f"{len(self._skipped)} intact records this version cannot read were skipped ({', '.join(kinds)}); "
+                "a newer vrcap may read them, so gaps in seq around them need not be drops",
+            )
         _timing(report, np.frombuffer(times, dtype=np.int64) if times else np.zeros(0, np.int64))
         self._tracker.finish(meta)
         for incident in meta.incidents:
@@ -301,11 +408,78 @@ class SessionCheck:
             )
         if report.dropped_frames:
             report.add("warning", "dropped-frames", f"{report.dropped_frames} frames dropped (gaps in seq)")
-        _check_metadata(report, meta, self.path, self._rows)
+        _check_metadata(report, meta, self.path, self._entries)
+        for level, code, message in check_sidecars(
+            self.path, meta.stats.get("first_t"), meta.stats.get("last_t")
+        ):
+            report.add(level, code, message)  # imported annotations (vrcap/annotate_format.py)
         return report
 
 
-def _packet_records(segment: Path) -> Iterator[tuple[int, int, memoryview] | Damage]:
+class _EntryDigest:
+    """The index entries the segments call for, kept as a running hash instead of a list.
+
+    Why: a list of (seq, t, segment, offset) tuples cost ~190 bytes a packet, ~1 MB per recorded minute, for
+    one comparison at the end. Entries are packed in the index's own layout (vrcap/index.py) every
+    ``_FLUSH`` packets and hashed, so validating a long session holds a few hundred KB, whatever its length.
+    """
+
+    _FLUSH = 4096
+
+    def __init__(self) -> None:
+        self._count = 0  # entries hashed so far
+        self.first_t: int | None = None
+        self.last_t: int | None = None
+        self._hash = hashlib.blake2b(digest_size=32)
+        self._cols: tuple[array[int], ...] = (array("q"), array("q"), array("q"), array("q"))
+
+    def add(self, seq: int, t: int, segment: int, offset: int) -> None:
+        if self.first_t is None:
+            self.first_t = t
+        self.last_t = t
+        cols = self._cols
+        cols[0].append(seq)
+        cols[1].append(t)
+        cols[2].append(segment)
+        cols[3].append(offset)
+        if len(cols[0]) >= self._FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        seq, t, segment, offset = self._cols
+        if not seq:
+            return
+        arr = np.zeros(len(seq), dtype=ENTRY_DTYPE)  # the index file's layout, one numpy pass
+        arr["seq"], arr["t"], arr["segment"], arr["offset"] = seq, t, segment, offset
+        self._hash.update(arr.tobytes())
+        self._count += len(seq)
+        self._cols = (array("q"), array("q"), array("q"), array("q"))
+
+    @property
+    def count(self) -> int:
+        return self._count + len(self._cols[0])
+
+    def digest(self) -> bytes:
+        self.flush()
+        return self._hash.digest()
+
+
+def _newer_major(segment: Path) -> UnsupportedVersion | None:
+    """The refusal for a segment of a newer major version; other header damage shows up as a Damage later."""
+    with open(segment, "rb") as f:
+        head = f.read(SEGMENT_HEADER_SIZE)
+    try:
+        decode_segment_header(head, segment)
+    except UnsupportedVersion as exc:
+        return exc
+    except FormatError:
+        pass
+    return None
+
+
+def _packet_records(
+    segment: Path, skipped: list[tuple[int, int, int]]
+) -> Iterator[tuple[int, int, memoryview] | Damage]:
     """(offset, flags, payload) of each packet record, or the Damage found, in file order.
 
     An intact segment (the usual case) goes through the reader's flat loop, which checks the same CRCs with a
@@ -313,17 +487,21 @@ def _packet_records(segment: Path) -> Iterator[tuple[int, int, memoryview] | Dam
     damage, and records already handed out are not handed out again.
     """
     done_to = -1
+    mark = len(skipped)
     try:
-        for offset, flags, payload in iter_packet_payloads(segment):
+        for offset, flags, payload in iter_packet_payloads(segment, skipped=skipped):
             done_to = offset
             yield offset, flags, payload
         return
     except FormatError:
         pass  # from here on, the careful scan says where the damage is and where intact records resume
+    del skipped[mark:]  # the scan below counts this segment's skipped records again, all of them
     for item in scan_segment(segment):
         if isinstance(item, Damage):
             yield item
-        elif item.header.offset > done_to and is_packet_record(item.header):
+        elif not is_packet_record(item.header):
+            skipped.append((item.header.offset, item.header.kind, item.header.flags))
+        elif item.header.offset > done_to:
             yield item.header.offset, item.header.flags, item.payload
 
 
@@ -344,7 +522,7 @@ def _check_segment_files(report: ValidationReport, meta: SessionMeta, segments: 
     if not segments:
         report.add("error", "no-segments", "no packets-*.vrc files: the session holds no data")
         return
-    numbers = [int(p.stem.split("-")[1]) for p in segments]
+    numbers = [segment_number(p) for p in segments]
     if numbers != list(range(len(numbers))):
         report.add(
             "error",
@@ -362,9 +540,7 @@ def _timing(report: ValidationReport, times: np.ndarray) -> None:
     report.jitter_ms = _percentiles(np.abs(intervals - np.median(intervals)))
 
 
-def _check_metadata(
-    report: ValidationReport, meta: SessionMeta, path: Path, rows: list[tuple[int, int, int, int]]
-) -> None:
+def _check_metadata(report: ValidationReport, meta: SessionMeta, path: Path, entries: _EntryDigest) -> None:
     if meta.status == STATUS_RECORDING:
         report.add(
             "error",
@@ -373,14 +549,31 @@ def _check_metadata(
             fixable=True,
         )
         return
-    stated = meta.stats.get("packets")
-    if stated is not None and int(stated) != report.packets:
+    actual = {
+        "packets": report.packets,
+        "first_seq": report.first_seq,
+        "last_seq": report.last_seq,
+        "first_t": entries.first_t,
+        "last_t": entries.last_t,
+    }
+    for key, value in actual.items():
+        stated = meta.stats.get(key)
+        if stated is not None and stated != value:
+            report.add(
+                "error",
+                "stats-mismatch",
+                f"session.json says stats.{key} = {stated}, the segments hold {value}",
+                fixable=True,
+            )
+    size = sum(p.stat().st_size for p in list_segments(path))
+    if meta.stats.get("bytes") is not None and meta.stats["bytes"] != size:
         report.add(
-            "error",
-            "stats-mismatch",
-            f"session.json says {stated} packets, the segments hold {report.packets}",
+            "warning",
+            "stats-bytes",
+            f"session.json says stats.bytes = {meta.stats['bytes']}, the segment files hold {size} bytes",
             fixable=True,
         )
+    _check_wall_clock(report, meta)
     listed = sorted(s.get("file", "") for s in meta.segments)
     present = sorted(p.name for p in list_segments(path))
     if listed != present:
@@ -390,24 +583,73 @@ def _check_metadata(
             f"session.json lists segments {listed}, found {present}",
             fixable=True,
         )
-    _check_index(report, path, rows)
+    _check_index(report, path, entries)
 
 
-def _check_index(report: ValidationReport, path: Path, rows: list[tuple[int, int, int, int]]) -> None:
+def _check_wall_clock(report: ValidationReport, meta: SessionMeta) -> None:
+    """``wall_utc`` is ``wall_ns`` written for people: the two must name the same instant (to 1 ms)."""
+    for key in ("start", "stop"):
+        instant = getattr(meta, key) or {}
+        try:
+            utc_ns = datetime.fromisoformat(str(instant["wall_utc"])).timestamp() * 1e9
+            wall_ns = int(instant["wall_ns"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if abs(utc_ns - wall_ns) > 1e6:
+            report.add(
+                "warning",
+                "wall-clock-mismatch",
+                f"{key}.wall_utc {instant['wall_utc']} is {(utc_ns - wall_ns) / 1e9:+.3f} s from {key}.wall_ns",
+            )
+
+
+def _check_index(report: ValidationReport, path: Path, entries: _EntryDigest) -> None:
     index_path = path / INDEX_FILE
     if not index_path.is_file():
-        report.add("error", "index-missing", f"{INDEX_FILE} is missing", fixable=True)
+        report.add(
+            "warning", "index-missing", f"{INDEX_FILE} is missing (optional; readers scan)", fixable=True
+        )
         return
     try:
-        index = SessionIndex.load(index_path)
+        count, digest = _stored_index_digest(index_path)
+    except UnsupportedVersion as exc:  # refused, and never overwritten (FORMAT.md §9)
+        report.add("warning", "index-newer", f"{exc}; readers scan the segments instead")
+        return
     except FormatError as exc:
         report.add("error", "index-corrupt", str(exc), fixable=True)
         return
-    expected = SessionIndex.from_entries(rows)
-    if index.save_bytes() != expected.save_bytes():
+    if count != entries.count or digest != entries.digest():
         report.add(
             "error",
             "index-stale",
-            f"{INDEX_FILE} disagrees with the segments ({len(index)} entries, {len(rows)} records)",
+            f"{INDEX_FILE} disagrees with the segments ({count} entries, {entries.count} records)",
             fixable=True,
         )
+
+
+def _stored_index_digest(index_path: Path) -> tuple[int, bytes]:
+    """(entries, BLAKE2b of their bytes) of the stored index, read a block at a time: what
+    ``SessionIndex.load`` would hold, a torn last entry ignored, without holding it. A header that load would
+    refuse goes through load itself, so the refusal is word for word the same."""
+    header_size = len(encode_index_header())
+    with open(index_path, "rb") as f:
+        head = f.read(header_size)
+        ok = len(head) == header_size
+        if ok:
+            magic, major, _minor, entry_size = INDEX_HEADER.unpack_from(head, 0)
+            ok = magic == INDEX_MAGIC and major <= FORMAT_MAJOR and entry_size == ENTRY_DTYPE.itemsize
+        if not ok:  # load raises the refusal; should it accept the header after all, its entries decide
+            index = SessionIndex.load(index_path)
+            stored = index.save_bytes()[header_size:]
+            return len(index), hashlib.blake2b(stored, digest_size=32).digest()
+        size = os.fstat(f.fileno()).st_size - header_size
+        whole = size // ENTRY_DTYPE.itemsize * ENTRY_DTYPE.itemsize
+        h = hashlib.blake2b(digest_size=32)
+        left = whole
+        while left > 0:
+            block = f.read(min(left, 1 << 20))
+            if not block:
+                break
+            h.update(block)
+            left -= len(block)
+    return whole // ENTRY_DTYPE.itemsize, h.digest()

@@ -18,13 +18,16 @@ import contextlib
 import errno
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass
 
 from vrcap.errors import ConfigError, SessionExists, WriterError
 from vrcap.fsutil import fsync_dir
 from vrcap.index import INDEX_FILE, encode_entry, encode_index_header
+from vrcap.layout import RESERVE_FILE, segment_name
 from vrcap.metadata import STATUS_COMPLETE, SessionMeta, host_facts, save_meta, utc_iso
 from vrcap.packets import SAMPLES, SEQ, TIME, encode_packet
 from vrcap.records import (
@@ -36,27 +39,48 @@ from vrcap.records import (
 )
 from vrcap.streams import StreamDescriptor
 
-SEGMENT_PATTERN = "packets-{:06d}.vrc"
-RESERVE_FILE = ".reserve"
-
-
-def segment_name(number: int) -> str:
-    return SEGMENT_PATTERN.format(number)
-
 
 @dataclass
 class WriterConfig:
     """How the writer trades durability, file size and speed."""
 
-    flush_interval_s: float = 0.5  # crash loss bound: packets newer than the last flush may be lost
-    segment_max_bytes: int = 256 * 1024 * 1024  # rotate to a new segment past this size
-    segment_max_seconds: float = 600.0  # ... or past this much recorded time (0 = size only)
-    compress: bool = True  # LZ4 where it saves >= compress_min_saving; JPEG-heavy packets stay raw
-    compress_min_bytes: int = 512  # smaller packets are never worth compressing (a 200-byte pose packet)
-    compress_min_saving: float = 0.1
-    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES  # refuse to write what readers would refuse to read
-    fsync: bool = True  # False only for benchmarks and throwaway sessions: a crash then loses OS buffers too
-    reserve_bytes: int = 256 * 1024  # set aside at start, freed on a full disk to finalize session.json
+    flush_interval_s: float = Field(
+        0.5, gt=0, le=3600, description="crash loss bound: packets newer than the last flush may be lost"
+    )
+    segment_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=1048576, le=2**40, description="rotate to a new segment past this size"
+    )
+    segment_max_seconds: float = Field(
+        600.0, ge=0, le=86400, description="... or past this much recorded time (0 = size only)"
+    )
+    compress: bool = Field(
+        True, description="LZ4 where it saves >= compress_min_saving; JPEG-heavy packets stay raw"
+    )
+    compress_min_bytes: int = Field(
+        512,
+        ge=0,
+        le=2**26,
+        description="smaller packets are never worth compressing (a 200-byte pose packet)",
+    )
+    compress_min_saving: float = Field(
+        0.1, ge=0, lt=1, description="compress only when LZ4 saves at least this share of the size"
+    )
+    max_record_bytes: int = Field(
+        DEFAULT_MAX_RECORD_BYTES,
+        ge=1024,
+        le=2**32 - 1,
+        description="refuse to write what readers would refuse to read",
+    )
+    fsync: bool = Field(
+        True,
+        description="False only for benchmarks and throwaway sessions: a crash then loses OS buffers too",
+    )
+    reserve_bytes: int = Field(
+        256 * 1024,
+        ge=0,
+        le=64 * 2**20,
+        description="set aside at start, freed on a full disk to finalize session.json",
+    )
 
     def __post_init__(self) -> None:
         if not self.flush_interval_s > 0:
@@ -311,6 +335,7 @@ class SessionWriter:
         header = encode_segment_header(number)
         self._write_fd(self._segment_fd, header)
         self._segment_bytes = len(header)
+        self.bytes_written += len(header)  # stats.bytes is the size of the segment files, headers included
         self._segment_first_t = self._segment_first_seq = None
         self._segment_records = 0
 
@@ -320,7 +345,8 @@ class SessionWriter:
         info: dict[str, Any] = {
             "file": segment_name(self._segment_number),
             "number": self._segment_number,
-            "records": self._segment_records,
+            "records": self._segment_records,  # every record in the file; this writer writes only packets
+            "packets": self._segment_records,
             "bytes": self._segment_bytes,
         }
         if self._segment_records:

@@ -1,4 +1,5 @@
-// The companion page: pair with the token, drive a recording, watch it live, launch training, plot the loss.
+// The companion page: pair with the token, drive a recording and watch it live; the connection banner. Reviewing
+// (review.js), jobs (jobs.js), charts (charts.js) and the page's wording of errors (words.js) live beside it.
 // Plain JS, no build step. Every server-provided string goes through textContent (never innerHTML).
 "use strict";
 
@@ -8,7 +9,7 @@ const $ = (id) => document.getElementById(id);
 let token = localStorage.getItem(TOKEN_KEY) || "";
 let current = null; // the latest recording status
 let socket = null;
-let watchedJob = null;
+let xr = null; // the WebXRCapture.Recorder while this page records its own headset
 
 function say(id, text, isError = false) {
   const el = $(id);
@@ -16,15 +17,85 @@ function say(id, text, isError = false) {
   el.classList.toggle("error", isError);
 }
 
-async function api(method, path, body) {
-  const headers = { Authorization: "Bearer " + token };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const res = await fetch(API + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+// Every call to the API: a refused call throws an Error carrying the server's code, detail and fix; a call that
+// never reached the server throws one marked `offline` and shows the banner (the page then reconnects by itself).
+async function raw(path, options = {}) {
+  const headers = { Authorization: "Bearer " + token, ...(options.headers || {}) };
+  let res;
+  try {
+    res = await fetch(API + path, { ...options, headers });
+  } catch (err) {
+    Conn.lost();
+    throw Object.assign(new Error("the server cannot be reached"), { offline: true });
+  }
+  if (res.ok) return res;
   const data = await res.json().catch(() => ({}));
-  if (res.status === 401) showPairing("The token was refused: pair again.");
-  if (!res.ok) throw new Error((data.detail || res.statusText) + (data.fix ? " — " + data.fix : ""));
-  return data;
+  if (res.status === 401) showPairing(Words.explain({ code: "unauthorized" }));
+  throw Object.assign(new Error(data.detail || res.statusText), { status: res.status, code: data.error, detail: data.detail, fix: data.fix });
 }
+
+async function api(method, path, body) {
+  const options = { method };
+  if (body !== undefined) { options.headers = { "Content-Type": "application/json" }; options.body = JSON.stringify(body); }
+  const res = await raw(path, options);
+  return res.json();
+}
+
+// --- the connection: a banner, actions disabled and a retry loop while the server cannot be reached ----------
+
+const Conn = (() => {
+  let down = false;
+  let timer = null;
+  let attempt = 0;
+
+  function show(isDown) {
+    down = isDown;
+    $("offline-banner").hidden = !isDown;
+    $("controls").disabled = isDown; // a disabled fieldset disables every control inside, and gives each its own state back
+    if (isDown) { $("conn").textContent = "offline"; $("conn").className = "pill"; }
+  }
+
+  function lost() {
+    if (!down) show(true);
+    if (!timer) timer = setTimeout(check, 1000);
+  }
+
+  async function probe() {
+    try {
+      return (await fetch(API + "/health", { cache: "no-store" })).ok;
+    } catch (err) {
+      return false;
+    }
+  }
+
+  async function check() {
+    timer = null;
+    attempt += 1;
+    const ok = await probe();
+    if (!ok) {
+      $("offline-retry").textContent = "Trying again… (attempt " + attempt + ")";
+      timer = setTimeout(check, attempt < 10 ? 1000 : 3000); // quickly at first, then gently
+      return;
+    }
+    attempt = 0;
+    $("offline-retry").textContent = "";
+    if (down) {
+      show(false);
+      if (token && $("main").hidden) pair(token);
+      else if (token) resume();
+    }
+  }
+
+  return { lost, check, probe, get down() { return down; } };
+})();
+
+function resume() {
+  connectLive();
+  refreshSessions();
+  Jobs.refresh();
+}
+
+const App = { api, raw };
 
 // --- pairing -------------------------------------------------------------------------------------------
 
@@ -47,15 +118,14 @@ async function pair(candidate) {
   try {
     await api("GET", "/recordings/current");
   } catch (err) {
-    showPairing("Pairing failed: " + err.message);
+    if (err.offline) return; // the banner says it; pairing is tried again when the server is back
+    showPairing("Pairing failed: " + (err.code === "unauthorized" ? "that token was not accepted. Paste the token the server printed when it started, or open its pairing link." : Words.explain(err)));
     return;
   }
   localStorage.setItem(TOKEN_KEY, token);
   $("pair-panel").hidden = true;
   $("main").hidden = false;
-  connectLive();
-  refreshSessions();
-  refreshTraining();
+  resume();
 }
 
 // --- live recording stats ------------------------------------------------------------------------------
@@ -73,8 +143,8 @@ function connectLive() {
     $("conn").textContent = "offline";
     $("conn").className = "pill";
     if (socket !== ws) return;
-    if (ev.code === 4401) showPairing("The token was refused: pair again.");
-    else setTimeout(connectLive, 2000);
+    if (ev.code === 4401) showPairing(Words.explain({ code: "unauthorized" }));
+    else if (!Conn.down) Conn.probe().then((ok) => (ok ? setTimeout(() => { if (socket === ws) connectLive(); }, 1000) : Conn.lost()));
   };
 }
 
@@ -85,13 +155,17 @@ function showStatus(status) {
   const running = status.state === "recording" || status.state === "starting";
   $("rec-state").textContent = status.state;
   $("rec-session").textContent = status.session || "";
+  $("what").textContent = running || status.state === "stopping"
+    ? "● Recording " + status.session + ": " + (status.describes || "?")
+    : "Not recording. Start records " + describeChoice() + ".";
+  $("what").classList.toggle("rec", running);
   $("frames").textContent = s ? String(s.frames) : "0";
   $("elapsed").textContent = s ? s.elapsed_s.toFixed(1) + " s" : "0.0 s";
   $("drops").textContent = s ? String(s.total_drops) : "0";
   const perStream = s ? Object.entries(s.drops).filter(([, n]) => n > 0).map(([k, n]) => k + " " + n) : [];
   $("drops-detail").textContent = perStream.length ? "dropped: " + perStream.join(", ") : "";
   const db = s && s.audio_dbfs !== null ? s.audio_dbfs : null;
-  $("audio-db").textContent = db === null ? "–" : db.toFixed(1) + " dBFS";
+  $("audio-db").textContent = Words.level(db);
   $("audio-bar").style.width = db === null ? "0%" : Math.max(0, Math.min(100, ((db + 60) / 60) * 100)) + "%";
   $("start").disabled = running;
   $("stop").disabled = !running;
@@ -100,17 +174,85 @@ function showStatus(status) {
   if (was && was !== status.state) refreshSessions(); // a session appears, or its status changes
 }
 
+// What the picker would record, in the words the server uses for a running recording.
+function describeChoice() {
+  const headset = { webxr: "this headset (WebXR)", "webxr-ar": "this headset (WebXR, passthrough)", openxr: "the PC's OpenXR runtime", sim: "the simulator" }[$("source").value];
+  const mic = { webxr: "this headset's microphone", sim: "simulated microphone", default: "the PC's default microphone", none: "no microphone" }[$("mic").value];
+  return headset + ", " + mic + ", " + ($("cams").value === "sim" ? "simulated cameras" : "no cameras");
+}
+
+// This headset when the browser can run an immersive session; the simulator (with its microphone and cameras)
+// on a desktop browser. The picker, and the line above it, say which.
+async function pickDefaults() {
+  const set = (source, mic) => { $("source").value = source; $("mic").value = mic; syncCameras(); };
+  set("sim", "sim");
+  try {
+    if (navigator.xr && (await navigator.xr.isSessionSupported("immersive-vr"))) set("webxr", "webxr");
+  } catch (err) { /* no WebXR: keep the simulator */ }
+  if (current) showStatus(current);
+  else $("what").textContent = "Not recording. Start records " + describeChoice() + ".";
+}
+
+// Simulated cameras film the simulated room: they come with the simulator or OpenXR, never with this headset.
+function syncCameras() {
+  $("cams").value = $("source").value.startsWith("webxr") ? "none" : "sim";
+}
+
+function startBody(name) {
+  const source = $("source").value.startsWith("webxr") ? "webxr" : $("source").value;
+  let audio = $("mic").value;
+  if (audio === "webxr" && source !== "webxr") audio = "none"; // the headset's microphone comes with its page
+  const body = { session: name, source, audio };
+  return body;
+}
+
 async function startRecording() {
   const name = $("session").value.trim() || defaultSessionName();
   say("rec-msg", "starting…");
+  const body = startBody(name);
+  let capture = null;
   try {
-    const status = await api("POST", "/recordings", { session: name, source: "sim" });
+    if (body.source === "webxr") {
+      // The XR session and the microphone need this click's user activation: open them before the POST.
+      capture = new WebXRCapture.Recorder({
+        token, hands: true, audio: body.audio === "webxr",
+        mode: $("source").value === "webxr-ar" ? "immersive-ar" : "immersive-vr",
+        onStatus: (text) => say("rec-msg", text),
+        onStats: showXRStats,
+        onEnd: (reason, code) => {
+          xr = null;
+          say("rec-msg", "headset recording ended: " + Words.clean(reason));
+          // Leaving VR (the headset's menu button ends the XR session) is how a wearer stops: stop the recording.
+          if (code === undefined && current && (current.state === "recording" || current.state === "starting")) stopRecording();
+        },
+      });
+      await capture.open();
+    }
+    const status = await api("POST", "/recordings", body);
+    if (capture) {
+      const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+      capture.o.wsUrl = scheme + location.host + API + "/recordings/" + encodeURIComponent(status.id) + "/webxr";
+      xr = capture;
+      window.vrcapCapture = capture; // for the page's own tests and the browser console
+      capture.start();
+      $("xr-stats").hidden = false;
+    }
     showStatus(status);
     say("rec-msg", "recording " + status.session);
     $("session").value = "";
   } catch (err) {
-    say("rec-msg", err.message, true);
+    if (capture) capture.stop("the recording did not start");
+    say("rec-msg", Words.explain(err, "starting the recording"), true);
   }
+}
+
+function showXRStats(stats, capture) {
+  showStatus(stats);
+  const clock = (stats.stats && stats.stats.clocks && stats.stats.clocks.headset) || {};
+  $("xr-frames").textContent = String(capture.frames);
+  $("xr-drops").textContent = String(capture.dropped);
+  $("xr-clock").textContent = clock.uncertainty_ms === undefined ? "–" : clock.uncertainty_ms.toFixed(1) + " ms";
+  $("xr-rtt").textContent = capture.rtt === null ? "–" : capture.rtt.toFixed(1) + " ms";
 }
 
 async function stopRecording() {
@@ -118,12 +260,13 @@ async function stopRecording() {
   say("rec-msg", "stopping…");
   try {
     const status = await api("POST", "/recordings/" + encodeURIComponent(current.id) + "/stop");
+    if (xr) { const capture = xr; xr = null; capture.stop("stopped", 1000); }
     showStatus(status);
     const r = status.result;
     say("rec-msg", r ? "saved " + status.session + ": " + r.frames + " frames" : "stopped");
     refreshSessions();
   } catch (err) {
-    say("rec-msg", err.message, true);
+    say("rec-msg", Words.explain(err, "stopping the recording"), true);
   }
 }
 
@@ -137,6 +280,12 @@ async function annotate() {
   const text = $("note").value.trim();
   if (!text) return say("note-msg", "write something first", true);
   if (!current || !current.id) return say("note-msg", "start a recording first", true);
+  if (xr) { // the headset's own recording: the note carries this page's time through the clock mapping
+    xr.note(text, $("note-kind").value, $("note-channel").value);
+    say("note-msg", "added: " + text);
+    $("note").value = "";
+    return;
+  }
   try {
     await api("POST", "/recordings/" + encodeURIComponent(current.id) + "/annotations", {
       text, kind: $("note-kind").value, channel: $("note-channel").value,
@@ -144,7 +293,7 @@ async function annotate() {
     say("note-msg", "added: " + text);
     $("note").value = "";
   } catch (err) {
-    say("note-msg", err.message, true);
+    say("note-msg", Words.explain(err, "adding the annotation"), true);
   }
 }
 
@@ -159,116 +308,30 @@ async function refreshSessions() {
       const li = document.createElement("li");
       li.dataset.session = s.name;
       const text = document.createElement("span");
-      text.textContent = `${s.name} · ${s.duration_s.toFixed(1)} s · ${s.frames} frames · ${s.status}`;
+      text.textContent = `${s.name} · ${Words.seconds(s.duration_s)} · ${s.frames} frames · ${s.status}`;
       li.append(text);
       if (!s.recording) {
+        const actions = document.createElement("div");
+        actions.className = "row job-actions";
+        const review = document.createElement("button");
+        review.textContent = "Review";
+        review.className = "review";
+        review.setAttribute("aria-label", "review " + s.name);
+        review.onclick = () => Review.open(s.name);
         const convert = document.createElement("button");
         convert.textContent = "Convert";
-        convert.onclick = () => convertSession(s.name);
-        li.append(convert);
+        convert.className = "convert";
+        convert.setAttribute("aria-label", "convert " + s.name + " for training");
+        convert.onclick = () => Jobs.convert(s.name);
+        actions.append(review, convert);
+        li.append(actions);
       }
       list.append(li);
     }
-    if (!data.sessions.length) list.textContent = "no sessions yet";
+    if (!data.sessions.length) list.append(Object.assign(document.createElement("li"), { textContent: "No sessions yet." }));
   } catch (err) {
-    $("sessions").textContent = err.message;
+    if (!err.offline) $("sessions").replaceChildren(Object.assign(document.createElement("li"), { textContent: Words.explain(err, "listing the sessions") }));
   }
-}
-
-async function convertSession(name) {
-  try {
-    const job = await api("POST", "/jobs/replay", { session: name });
-    say("train-msg", "converting " + name + " (" + job.id + ")");
-    refreshTraining();
-  } catch (err) {
-    say("train-msg", err.message, true);
-  }
-}
-
-// --- training ------------------------------------------------------------------------------------------
-
-function fillSelect(id, values) {
-  const sel = $(id);
-  const keep = sel.value;
-  sel.replaceChildren(...values.map((v) => Object.assign(document.createElement("option"), { value: v, textContent: v })));
-  if (values.includes(keep)) sel.value = keep;
-}
-
-async function refreshTraining() {
-  try {
-    const [configs, datasets, jobs] = await Promise.all([
-      api("GET", "/jobs/configs"), api("GET", "/datasets"), api("GET", "/jobs?limit=10"),
-    ]);
-    fillSelect("train-config", configs.configs);
-    if (configs.configs.includes("tiny") && !$("train-config").dataset.touched) $("train-config").value = "tiny";
-    fillSelect("train-dataset", datasets.datasets);
-    const list = $("jobs");
-    list.replaceChildren();
-    for (const job of jobs.jobs) {
-      const li = document.createElement("li");
-      const text = document.createElement("span");
-      text.textContent = `${job.kind} ${job.id} · ${job.state}` + (job.error ? " · " + job.error : "");
-      li.append(text);
-      if (job.kind === "train") {
-        const watch = document.createElement("button");
-        watch.textContent = "Loss";
-        watch.onclick = () => { watchedJob = job.id; plotLoss(); };
-        li.append(watch);
-      }
-      if (job.state === "running") {
-        const cancel = document.createElement("button");
-        cancel.textContent = "Cancel";
-        cancel.onclick = () => api("POST", "/jobs/" + job.id + "/cancel").then(refreshTraining, (e) => say("train-msg", e.message, true));
-        li.append(cancel);
-      }
-      list.append(li);
-    }
-  } catch (err) {
-    say("train-msg", err.message, true);
-  }
-}
-
-async function train() {
-  const body = { config: $("train-config").value, dataset: $("train-dataset").value };
-  const steps = parseInt($("train-steps").value, 10);
-  if (steps > 0) body.max_steps = steps;
-  if (!body.dataset) return say("train-msg", "convert a session first (Convert in the sessions list)", true);
-  try {
-    const job = await api("POST", "/jobs/train", body);
-    watchedJob = job.id;
-    say("train-msg", "training " + job.id);
-    refreshTraining();
-    plotLoss();
-  } catch (err) {
-    say("train-msg", err.message, true);
-  }
-}
-
-async function plotLoss() {
-  if (!watchedJob) return;
-  let points = [];
-  try {
-    points = (await api("GET", "/jobs/" + watchedJob + "/metrics?limit=2000")).points;
-  } catch (err) {
-    return say("loss-label", err.message, true);
-  }
-  const series = points.filter((p) => typeof p["loss/total"] === "number" && typeof p.step === "number");
-  const canvas = $("loss");
-  const g = canvas.getContext("2d");
-  g.clearRect(0, 0, canvas.width, canvas.height);
-  if (series.length === 0) return say("loss-label", watchedJob + ": no metrics yet");
-  const xs = series.map((p) => p.step), ys = series.map((p) => p["loss/total"]);
-  const [x0, x1] = [Math.min(...xs), Math.max(...xs) || 1], [y0, y1] = [Math.min(...ys), Math.max(...ys)];
-  const pad = 24, w = canvas.width - 2 * pad, h = canvas.height - 2 * pad;
-  const X = (x) => pad + (x1 === x0 ? w / 2 : ((x - x0) / (x1 - x0)) * w);
-  const Y = (y) => pad + (y1 === y0 ? h / 2 : (1 - (y - y0) / (y1 - y0)) * h);
-  g.strokeStyle = "#2f81f7";
-  g.lineWidth = 3;
-  g.beginPath();
-  series.forEach((p, i) => (i ? g.lineTo : g.moveTo).call(g, X(p.step), Y(p["loss/total"])));
-  g.stroke();
-  const last = series[series.length - 1];
-  say("loss-label", `${watchedJob}: step ${last.step}, loss ${last["loss/total"].toFixed(4)} (min ${y0.toFixed(4)}, max ${y1.toFixed(4)})`);
 }
 
 // --- wiring --------------------------------------------------------------------------------------------
@@ -281,9 +344,11 @@ window.addEventListener("DOMContentLoaded", () => {
   $("annotate").onclick = annotate;
   $("note").addEventListener("keydown", (e) => { if (e.key === "Enter") annotate(); });
   $("refresh").onclick = refreshSessions;
-  $("train").onclick = train;
-  $("train-config").onchange = () => { $("train-config").dataset.touched = "1"; };
-  setInterval(() => { if (!$("main").hidden) { refreshTraining(); plotLoss(); } }, 3000);
+  for (const id of ["source", "mic"]) $(id).onchange = () => { syncCameras(); if (current) showStatus(current); };
+  pickDefaults();
+  Jobs.wire();
+  Review.wire();
+  setInterval(() => { if (!$("main").hidden && !Conn.down) Jobs.tick(); }, 2000);
   // A pairing URL opened in a tab already showing the page changes only the hash: no new load.
   window.addEventListener("hashchange", () => { const t = tokenFromHash(); if (t) pair(t); });
   const fromHash = tokenFromHash();

@@ -20,7 +20,10 @@ import pytest
 from capture.audio import AudioConfig, AudioSource, list_microphones
 from capture.clockfit import LinearClockFit
 from tests.capture import pulse
+from tests.helpers import wait_for
 from vrcap.errors import CaptureError
+
+pytestmark = pytest.mark.realtime  # timing on the wall clock: run alone (tools/ci/run-tests.sh)
 
 RATE = 48000
 BLOCK = 480
@@ -75,14 +78,6 @@ def vsink_to_ourselves(pulse_server: str) -> Iterator[None]:
 
 def mic_config(**overrides: Any) -> AudioConfig:
     return AudioConfig(device="pulse", rate_hz=RATE, channels=1, block=BLOCK, **overrides)
-
-
-def wait_for(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def map_stored(clock: dict[str, Any], index: int) -> float:

@@ -14,11 +14,13 @@ from capture.config import CaptureConfig, RecordConfig
 from capture.engine import CaptureEngine, LiveStats
 from capture.session import make_engine
 from capture.sim import SimConfig
-from tests.helpers import run_vrcap
+from tests.helpers import in_ci, run_vrcap
 from vrcap.errors import CaptureError, WriterError
 from vrcap.metadata import load_meta
 from vrcap.validate import validate_session
 from vrcap.writer import WriterConfig
+
+pytestmark = pytest.mark.realtime  # timing on the wall clock: run alone (tools/ci/run-tests.sh)
 
 
 def _engine(path: Path, duration: float, **writer: object) -> CaptureEngine:
@@ -68,6 +70,25 @@ def test_live_stats_stream_and_annotation_after_stop(tmp_path: Path) -> None:
         engine.annotate("too late")
 
 
+def test_live_sample_counts_cover_every_stream_and_match_the_session(tmp_path: Path) -> None:
+    """Polled streams (head, controllers, hands) and annotations count too, not only pushed ones."""
+    engine = _engine(tmp_path / "counts", 1.0)
+
+    async def main() -> None:
+        task = asyncio.create_task(engine.run())
+        while engine.stats.state != "recording":
+            await asyncio.sleep(0.01)
+        engine.annotate("one")
+        engine.annotate("two", kind="instruction", channel="internal")
+        await task
+
+    asyncio.run(main())
+    samples = engine.stats.to_dict()["samples"]
+    assert samples["annotations"] == 2
+    assert [name for name, count in samples.items() if count == 0] == []
+    assert samples == load_meta(tmp_path / "counts").stats["samples"]
+
+
 def test_camera_frames_are_dropped_first_and_counted(tmp_path: Path) -> None:
     """With the writer's soft limit at zero every camera frame is shed; poses and audio all arrive."""
     engine = _engine(tmp_path / "shed", 1.0)
@@ -97,7 +118,7 @@ def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
         ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True, text=True
     )
     if done.returncode != 0:
-        if os.environ.get("CI"):
+        if in_ci():
             pytest.fail(f"cannot mount a small tmpfs to test a full disk: {done.stderr.strip()}")
         pytest.skip(f"a full-disk test needs root to mount a small tmpfs ({done.stderr.strip()})")
     yield mount

@@ -13,16 +13,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from capture.config import CaptureConfig, RecordConfig
 from capture.engine import MAX_CATCH_UP_S, RecordingResult
 from capture.session import make_engine
 from capture.sim import SimConfig, SimRig, decode_frame_number
-from tests.helpers import REPO, run_vrcap
+from tests.helpers import REPO, run_vrcap, wait_for
 from vrcap.metadata import load_meta
 from vrcap.reader import SessionReader
 from vrcap.validate import validate_session
 from vrcap.writer import WriterConfig
+
+pytestmark = pytest.mark.realtime  # timing on the wall clock: run alone (tools/ci/run-tests.sh)
 
 RATE = 90.0
 
@@ -42,6 +45,8 @@ def _record(
         if annotate_at is None:
             return await engine.run()
         task = asyncio.create_task(engine.run())
+        while engine.stats.state == "starting":  # opening the devices takes a while on a busy machine
+            await asyncio.sleep(0.01)
         await asyncio.sleep(annotate_at)
         stamps.append(engine.annotate("reach for the cup", "instruction", "internal"))
         return await task
@@ -101,8 +106,14 @@ def test_recorded_values_equal_the_ground_truth(tmp_path: Path) -> None:
 def test_annotations_are_stored_with_their_time(tmp_path: Path) -> None:
     _, stamps = _record(tmp_path / "a", 1.5, annotate_at=0.5)
     with SessionReader(tmp_path / "a") as reader:
-        found = [(p["t"], a) for p in reader.packets() for a in p["s"].get("annotations", [])]
+        packets = list(reader.packets())
+    found = [(p["t"], a) for p in packets for a in p["s"].get("annotations", [])]
     assert len(found) == 1
+    # The sim's own text (capture/sim_tasks.py) is in a stream of its own, each event at its ground-truth time.
+    truth = SimRig(SimConfig()).text_events(1.5)
+    sim = [a for p in packets for a in p["s"].get("sim_text", [])]
+    assert [(a["st"], a["d"]["text"]) for a in sim] == [(round(e.t_s * 1e9), e.text) for e in truth]
+    assert len(truth) >= 2 and all(a["t"] - a["st"] == sim[0]["t"] - sim[0]["st"] for a in sim)
     packet_t, annotation = found[0]
     assert annotation["d"] == {"text": "reach for the cup", "kind": "instruction", "channel": "internal"}
     assert annotation["t"] == stamps[0]
@@ -122,28 +133,35 @@ def _start_recorder(root: Path, name: str, *extra: str) -> subprocess.Popen[str]
 
 
 def _wait_for(path: Path, timeout: float = 30.0) -> float:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} did not appear"
-        time.sleep(0.01)
+    """When ``path`` appeared (monotonic s)."""
+    wait_for(path.exists, timeout, f"{path} to appear", interval=0.01)
     return time.monotonic()
 
 
-def test_sigkill_loses_at_most_the_last_flush_interval(tmp_path: Path) -> None:
-    n_seconds, flush = 3.0, 0.5
-    proc = _start_recorder(tmp_path, "killed", "--duration", "60", f"writer.flush_interval_s={flush}")
+def test_sigkill_of_the_recorder_keeps_what_it_handed_to_the_os(tmp_path: Path) -> None:
+    """A kill is not a power cut: records written before it survive even with no fsync at all.
+
+    So the flush interval is set to an hour: if the recorder held records back until a flush, this would
+    keep almost nothing. What a kill can lose is what was still queued for the writer thread (a frame or
+    so); the exact claim is tests/vrcap/test_crash_recovery.py::test_sigkill_loses_no_record_handed_to_the_os,
+    and the power-loss bound (the fsync schedule) is test_flushes_follow_the_interval there.
+    """
+    proc = _start_recorder(tmp_path, "killed", "--duration", "60", "writer.flush_interval_s=3600")
     started = _wait_for(tmp_path / "killed" / "session.json")
-    time.sleep(n_seconds - (time.monotonic() - started))
+    time.sleep(3.0 - (time.monotonic() - started))
+    killed_ns = time.monotonic_ns()  # the recorder stamps frames with the same host CLOCK_MONOTONIC
     proc.kill()
     proc.communicate(timeout=10)
     session = tmp_path / "killed"
     assert load_meta(session).status == "recording"
     fixed = run_vrcap("validate", "--fix", "--json", str(session))
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
-    frames = json.loads(fixed.stdout)["packets"]
-    floor = (n_seconds - flush) * RATE * 0.95
-    print(f"killed after {n_seconds} s: {frames} frames kept, floor {floor:.0f}")
-    assert frames >= floor
+    report = json.loads(fixed.stdout)
+    last_t = load_meta(session).stats["last_t"]
+    lost_s = (killed_ns - last_t) / 1e9
+    print(f"killed: {report['packets']} frames kept, the last {lost_s * 1000:.0f} ms before the kill missing")
+    assert report["packets"] > 90  # over a second of frames, with no fsync at all
+    assert 0 <= lost_s < 0.5  # only the frames in flight, nowhere near a flush interval (an hour)
 
 
 def test_sigterm_stops_cleanly_and_finalizes(tmp_path: Path) -> None:

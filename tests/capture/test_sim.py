@@ -22,6 +22,9 @@ from capture.sim import (
     decode_frame_number,
     draw_frame_overlay,
 )
+from tests.helpers import REPO
+from vrcap.config import build
+from vrcap.errors import ConfigError
 from vrcap.quaternion import quat_conj, quat_mul, quat_rotate
 
 RATE = 48000
@@ -44,17 +47,19 @@ def _all_motion(rig: SimRig, t: float) -> list[np.ndarray]:
 
 
 # --- motion --------------------------------------------------------------------------------------------------
-def test_field_tables_have_the_documented_sizes() -> None:
-    assert (len(POSE_FIELDS), len(CONTROL_FIELDS), len(HAND_JOINTS), len(HAND_FIELDS)) == (13, 8, 26, 8)
-    assert HAND_JOINTS[:6] == (
-        "palm",
-        "wrist",
-        "thumb_metacarpal",
-        "thumb_proximal",
-        "thumb_distal",
-        "thumb_tip",
-    )
-    assert HAND_JOINTS[-1] == "little_tip" and HAND_JOINTS[6] == "index_metacarpal"
+def test_field_tables_match_what_the_rig_produces_and_the_spec_documents(rig: SimRig) -> None:
+    """The tables are compared with the rig's output and with docs/FORMAT.md, not with copies of themselves."""
+    assert rig.controller_pose("left", 1.0).shape == (len(POSE_FIELDS),)
+    assert rig.controls("left", 1.0).shape == (len(CONTROL_FIELDS),)
+    assert rig.hand_joints("left", 1.0).shape == (len(HAND_JOINTS), len(HAND_FIELDS))
+    spec = (REPO / "docs" / "FORMAT.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in spec.splitlines() if line.startswith("| `")}
+    pose_row = next(v for k, v in rows.items() if k.startswith("`head`"))
+    assert f"{len(POSE_FIELDS)} float32" in pose_row
+    controls_row = next(v for k, v in rows.items() if k.startswith("`controls_left`"))
+    assert ", ".join(CONTROL_FIELDS) in controls_row
+    hand_row = next(v for k, v in rows.items() if k.startswith("`hand_left`"))
+    assert f"{len(HAND_JOINTS)}×{len(HAND_FIELDS)} float32" in hand_row
 
 
 def test_same_seed_is_bit_identical_and_another_seed_differs() -> None:
@@ -66,7 +71,10 @@ def test_same_seed_is_bit_identical_and_another_seed_differs() -> None:
         assert not np.allclose(a.head_pose(t), c.head_pose(t), atol=1e-3)
     assert np.array_equal(a.camera_frame("left", 42), b.camera_frame("left", 42))
     assert not np.array_equal(a.camera_frame("left", 42), c.camera_frame("left", 42))
-    assert np.array_equal(a.audio_block(0, 48000), c.audio_block(0, 48000))  # audio is seed-independent
+    assert np.array_equal(a.audio_block(0, 48000), b.audio_block(0, 48000))
+    assert not np.array_equal(a.audio_block(0, 48000), c.audio_block(0, 48000))  # another voice, other words
+    assert [e.text for e in a.text_events(30.0)] == [e.text for e in b.text_events(30.0)]
+    assert [e.text for e in a.text_events(30.0)] != [e.text for e in c.text_events(30.0)]
 
 
 @pytest.mark.parametrize("side", ["head", "left", "right"])
@@ -110,11 +118,16 @@ def test_head_stays_in_the_documented_ranges(rig: SimRig) -> None:
 
 
 def test_controllers_are_held_in_front_of_the_head(rig: SimRig) -> None:
+    """Within arm's reach, the task reaches included."""
+    far = 0.0
     for t in GRID:
         head = rig.head_pose(t)
         for side in ("left", "right"):
-            distance = np.linalg.norm(rig.controller_pose(side, t)[:3] - head[:3])
-            assert 0.3 <= distance <= 0.6
+            offset = rig.controller_pose(side, t)[:3] - head[:3]
+            distance = float(np.linalg.norm(offset))
+            assert 0.25 <= distance <= 0.7
+            far = max(far, distance)
+    assert far > 0.5  # the reaches do reach
 
 
 def test_analog_controls_stay_in_range(rig: SimRig) -> None:
@@ -141,9 +154,17 @@ def test_buttons_follow_their_schedule(rig: SimRig, side: str, button: str) -> N
         assert rig.controls(side, press + eps)[column] == 1.0
         assert rig.controls(side, release - eps)[column] == 1.0
         assert rig.controls(side, release + eps)[column] == 0.0
-    # Exact documented numbers for the button the brief names: A held 0.25 s every 2 s.
-    a = BUTTON_SCHEDULES["button_a"]
-    assert (a.period_s, a.held_s, a.first_left_s, a.first_right_s) == (2.0, 0.25, 1.0, 1.5)
+
+
+@pytest.mark.parametrize(("side", "first_s"), [("left", 1.0), ("right", 1.5)])
+def test_button_a_is_held_a_quarter_second_every_two_seconds(rig: SimRig, side: str, first_s: float) -> None:
+    """The brief's numbers, measured from the rig's output at 1 kHz rather than read back from the table."""
+    t = np.arange(0.0, 10.0, 0.001) + 0.0005  # half a step off the edges: no float ties
+    pressed = np.array([rig.controls(side, x)[CONTROL_FIELDS.index("button_a")] for x in t]) == 1.0
+    edges = np.flatnonzero(np.diff(pressed.astype(np.int8)))
+    starts, ends = t[edges[::2] + 1], t[edges[1::2] + 1]
+    assert starts[0] == pytest.approx(first_s, abs=0.001)
+    assert np.allclose(np.diff(starts), 2.0, atol=0.002) and np.allclose(ends - starts, 0.25, atol=0.002)
 
 
 def test_hands_are_plausible_skeletons_near_the_controller(rig: SimRig) -> None:
@@ -233,8 +254,9 @@ def test_silence_between_events_is_exactly_zero(rig: SimRig, audio: np.ndarray) 
 
 
 def test_each_event_starts_on_its_sample(rig: SimRig, audio: np.ndarray) -> None:
+    """Tones and chirps start at full level on their sample (words fade in: tests/capture/test_sim_tasks.py)."""
     mono = audio[:, 0]
-    for event in rig.audio_events(12.0):
+    for event in [e for e in rig.audio_events(12.0) if e.kind != "word"]:
         start = round(event.start_s * RATE)
         window = mono[start - 100 : start + 100]
         first = start - 100 + int(np.flatnonzero(window)[0])
@@ -342,32 +364,46 @@ def test_jpeg_size_is_realistic(rig: SimRig) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"headset_rate_hz": 0}, r"headset_rate_hz must be a positive number .* e\.g\. 90"),
-        ({"headset_rate_hz": float("nan")}, "headset_rate_hz must be a positive number"),
-        ({"camera_fps": -30.0}, "camera_fps must be a positive number"),
-        ({"audio_rate_hz": 8000}, "audio_rate_hz must be >= 16000, got 8000; use 48000"),
-        ({"audio_rate_hz": 48000.5}, "audio_rate_hz must be an integer"),
-        ({"audio_channels": 0}, "audio_channels must be >= 1"),
-        ({"audio_block": 0}, "audio_block must be >= 1, got 0; use 480"),
-        ({"cameras": ("left", "")}, "name ''; camera names must be non-empty"),
+        (
+            {"headset_rate_hz": 0},
+            r"sim\.headset_rate_hz must be in \(0, 1000\] \(got 0\.0\); the default is 90\.0",
+        ),
+        ({"headset_rate_hz": float("nan")}, r"sim\.headset_rate_hz must be in \(0, 1000\]"),
+        ({"camera_fps": -30.0}, r"sim\.camera_fps must be in \(0, 1000\]"),
+        (
+            {"audio_rate_hz": 8000},
+            "sim.audio_rate_hz must be between 16000 and 384000 .got 8000.; the default is 48000",
+        ),
+        ({"audio_rate_hz": 48000.5}, "sim.audio_rate_hz must be an integer"),
+        ({"audio_channels": 0}, "sim.audio_channels must be between 1 and 32"),
+        ({"audio_block": 0}, "sim.audio_block must be between 1 and 96000 .got 0.; the default is 480"),
+        ({"cameras": ["left", ""]}, "name ''; camera names must be non-empty"),
         ({"cameras": ["Left"]}, "camera names must be non-empty and use only a-z, 0-9 and '_'"),
         ({"cameras": ["left", "left"]}, "lists a camera twice"),
-        (
-            {"camera_width": 160},
-            "camera_width must be >= 320, got 160; narrower frames cannot hold the barcode",
-        ),
+        ({"camera_width": 160}, "sim.camera_width must be between 320 and 7680 .got 160."),
         ({"camera_width": 1280, "camera_height": 100}, r"camera_height must be >= 160, got 100"),
-        ({"seed": -1}, "seed must be >= 0"),
-        ({"hands": "yes"}, "hands must be true or false"),
+        ({"seed": -1}, "sim.seed must be between 0 and"),
+        ({"hands": "maybe"}, "sim.hands"),
     ],
 )
 def test_config_rejects_bad_values_with_the_fix(kwargs: dict[str, object], message: str) -> None:
-    with pytest.raises(SimConfigError, match=message):
-        SimConfig(**kwargs)  # type: ignore[arg-type]
+    """Through `build`, as `--config`/overrides reach it: one line naming the key, its range and the default."""
+    with pytest.raises(ConfigError, match=message) as caught:
+        build(SimConfig, kwargs, "sim")
+    assert "\n" not in str(caught.value)
+
+
+def test_config_refuses_bad_values_when_built_in_code_too() -> None:
+    """Code that makes a SimConfig directly gets the schema's bound or the cross-field check, never a bad rig."""
+    with pytest.raises(ValueError, match="greater than or equal to 16000"):
+        SimConfig(audio_rate_hz=8000)
+    with pytest.raises(SimConfigError, match="camera_height must be >= 160"):
+        SimConfig(camera_width=1280, camera_height=100)
+    with pytest.raises(ValueError, match="valid boolean"):
+        SimConfig(hands="yes")  # type: ignore[arg-type]
 
 
 def test_config_normalises_camera_lists() -> None:
     config = SimConfig(cameras=["left", "right", "chest_1"])  # type: ignore[arg-type]
     assert config.cameras == ("left", "right", "chest_1")
-    assert isinstance(SimConfigError("x"), ValueError)
     assert SimConfig(cameras=()).cameras == ()

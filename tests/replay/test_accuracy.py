@@ -14,6 +14,8 @@ from replay.convert import convert_sessions
 from vrcap.metadata import load_meta
 from vrcap.reader import SessionReader
 
+pytestmark = pytest.mark.realtime  # timing on the wall clock: run alone (tools/ci/run-tests.sh)
+
 SIM = SimConfig(camera_width=320, camera_height=240)
 
 

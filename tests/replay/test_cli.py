@@ -95,6 +95,9 @@ def test_an_invalid_session_is_refused_with_the_hint(root: Path, tmp_path: Path)
         (["{s}", "split.train=0.5"], "split.train + split.val + split.test must be 1"),
         (["{s}", "--workers", "0"], "--workers must be >= 1 (got 0)"),
         (["{s}", "--config", "/no/such.yaml"], "config file /no/such.yaml does not exist"),
+        (["{s}", "convert.chunk_s=0"], "convert.chunk_s must be between 0.1 and 3600.0 (got 0.0)"),
+        (["{s}", "--scheduler", "tcp://127.0.0.1:1"], "--scheduler needs --engine dask"),
+        (["nosuch://bucket/x"], "nosuch://bucket/x: not a storage URL fsspec knows (Protocol not known"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(
@@ -103,6 +106,19 @@ def test_bad_arguments_give_one_line_and_exit_2(
     args = [a.format(s=root / "sessions" / "a") for a in args]
     done = run_vrcap("replay", *args, "--to-tensors", str(tmp_path / "t"))
     assert message in _one_line_error(done, 2)
+
+
+def test_file_urls_are_local_paths(root: Path, tmp_path: Path) -> None:
+    """file:// sessions and output: the same shard as plain paths, and a re-run skips by the same fingerprint."""
+    session = f"file://{root / 'sessions' / 'a'}"
+    first = run_vrcap("replay", session, "--to-tensors", f"file://{tmp_path / 'u'}")
+    assert first.returncode == 0, first.stderr
+    plain = run_vrcap("replay", str(root / "sessions" / "a"), "--to-tensors", str(tmp_path / "p"))
+    assert plain.returncode == 0, plain.stderr
+    shard = "shards/a.safetensors"
+    assert (tmp_path / "u" / shard).read_bytes() == (tmp_path / "p" / shard).read_bytes()
+    again = run_vrcap("replay", session, "--to-tensors", f"file://{tmp_path / 'u'}")
+    assert "1 session(s) already converted with this config, skipped: a" in again.stderr, again.stderr
 
 
 def test_output_that_is_a_file_is_refused(root: Path, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ def shard(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
     root = tmp_path_factory.mktemp("masks")
     session = write_sim_session(
         root / "gaps", 2.0, skip=SKIP, drop_streams=["controller_right"], annotations=ANNOTATIONS,
-        hands=False, camera_width=320, camera_height=240,
+        hands=False, camera_width=320, camera_height=240, tasks=False,  # the test's annotations only
     )  # fmt: skip
     out = root / "t"
     convert_sessions([session], out, load_replay_config(), progress=False, log=lambda m: None)

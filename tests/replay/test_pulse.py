@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from safetensors.numpy import load_file
 
 from replay.config import load_replay_config
@@ -17,6 +18,8 @@ from tests.capture import pulse
 from tests.helpers import REPO
 from vrcap.clock import map_sample_index
 from vrcap.metadata import load_meta
+
+pytestmark = pytest.mark.realtime  # timing on the wall clock: run alone (tools/ci/run-tests.sh)
 
 VRCAP = str(Path(sys.executable).parent / "vrcap")
 

@@ -20,6 +20,10 @@ TOKEN = "test-token-0123456789abcdef"
 SMALL_SIM = {"sim.camera_width": 320, "sim.camera_height": 240, "writer.fsync": False}
 
 
+# A few seconds of recording cut into time blocks: gaps of tiny's window (16 steps) leave train windows.
+SHORT_SPLIT = {"split.gap_steps": 16}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -87,16 +91,6 @@ class ServeProcess:
     def __exit__(self, *exc: object) -> None:
         if self.proc.poll() is None:
             self.stop()
-
-
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def record(client: httpx.Client, session: str, **extra: Any) -> dict[str, Any]:

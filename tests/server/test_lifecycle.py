@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import run_vrcap
-from tests.server.live import ServeProcess, record, wait_for
+from tests.helpers import run_vrcap, wait_for
+from tests.server.live import SHORT_SPLIT, ServeProcess, record
 from vrcap.metadata import load_meta
 
 
@@ -28,12 +28,14 @@ def root_with_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A root holding one recorded session converted to the dataset 'ds'."""
     root = tmp_path_factory.mktemp("lifecycle")
     with ServeProcess(root) as server, server.client() as client:
-        rec_id = record(client, "s", duration_s=1.5)["id"]
+        rec_id = record(client, "s", duration_s=3.5)["id"]
         wait_for(
             lambda: client.get("/api/v1/recordings/current").json()["state"] == "stopped", 20, "recording end"
         )
         assert client.post(f"/api/v1/recordings/{rec_id}/stop").json()["result"]["frames"] >= 130
-        job_id = client.post("/api/v1/jobs/replay", json={"session": "s", "dataset": "ds"}).json()["id"]
+        job_id = client.post(
+            "/api/v1/jobs/replay", json={"session": "s", "dataset": "ds", "overrides": SHORT_SPLIT}
+        ).json()["id"]
         wait_for(lambda: client.get(f"/api/v1/jobs/{job_id}").json()["state"] != "running", 120, "replay")
         assert client.get(f"/api/v1/jobs/{job_id}").json()["state"] == "succeeded"
     return root
@@ -106,3 +108,26 @@ def test_cancel_ends_a_job(root_with_dataset: Path) -> None:
         assert job["state"] == "cancelled" and time.monotonic() - started < 10
         assert not _alive(pid)
         assert client.post(f"/api/v1/jobs/{job_id}/cancel").json()["state"] == "cancelled"  # idempotent
+
+
+def test_cancel_ends_every_torchrun_worker(root_with_dataset: Path) -> None:
+    """torchrun's workers start sessions of their own: a signal to the leader's group alone leaves them running."""
+    import psutil
+
+    with ServeProcess(root_with_dataset, "max_nproc=2") as server, server.client() as client:
+        body = {"config": "tiny", "dataset": "ds", "max_steps": 1_000_000, "nproc": 2,
+                "overrides": {"optim.grad_accum": 2}}  # fmt: skip
+        job = client.post("/api/v1/jobs/train", json=body)
+        assert job.status_code == 201, job.text
+        job_id = job.json()["id"]
+        leader = psutil.Process(_job_pid(client, job_id))
+        workers = wait_for(lambda: [p for p in leader.children(recursive=True)] if len(leader.children()) >= 2 else [],
+                           60, "two torchrun workers")  # fmt: skip
+        assert len({os.getsid(w.pid) for w in workers} - {os.getsid(leader.pid)}) >= 1  # their own sessions
+        assert client.post(f"/api/v1/jobs/{job_id}/cancel").json()["state"] == "cancelled"
+        tree = [leader, *workers]
+        wait_for(
+            lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree),
+            20,
+            "the tree",
+        )

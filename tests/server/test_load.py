@@ -6,8 +6,11 @@ import asyncio
 import time
 
 import httpx
+import pytest
 
 from tests.server.live import ServeProcess
+
+pytestmark = pytest.mark.realtime  # timing on the wall clock: run alone (tools/ci/run-tests.sh)
 
 CLIENTS = 100
 ROUNDS = 5

@@ -5,7 +5,6 @@ On a user's machine without chromium this module is skipped with the install hin
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -13,26 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
-from tests.server.live import ServeProcess, wait_for
+from tests.helpers import in_ci, wait_for
+from tests.server.live import ServeProcess
+from tests.server.page_rig import ARTIFACTS, CHROMIUM, FLAGS  # FLAGS: FACTS.md's, for a closed network
 from vrcap.reader import SessionReader
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = REPO / "test-artifacts"
-# FACTS.md: these keep Debian's chromium quiet and working on a closed network.
-FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-
-if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
+if not Path(CHROMIUM).exists() and not in_ci():
     pytest.skip(
         f"{CHROMIUM} not found; install it with `sudo apt-get install chromium` (Playwright's own browser download "
         "is not used)",
         allow_module_level=True,
     )
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Page, expect, sync_playwright
 
 
 @pytest.fixture

@@ -53,31 +53,47 @@ def test_every_protected_route_needs_the_token(serve: ServeProcess, tmp_path: Pa
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "body"),
+    ("method", "path", "body", "status", "code"),
     [
-        ("POST", "/api/v1/recordings", {"session": "../escape"}),
-        ("POST", "/api/v1/recordings", {"session": "/etc"}),
-        ("POST", "/api/v1/recordings", {"session": ".hidden"}),
-        ("POST", "/api/v1/recordings", {"session": "ok", "cameras": ["left=/etc/passwd"]}),
-        ("POST", "/api/v1/recordings", {"session": "ok", "cameras": ["left=../../clip.mp4"]}),
-        ("POST", "/api/v1/recordings", {"session": "ok", "overrides": {"record.cameras": "x=/etc/passwd"}}),
-        ("POST", "/api/v1/recordings", {"session": "ok", "overrides": {"no.such.key": 1}}),
-        ("GET", "/api/v1/sessions/..", None),
-        ("GET", "/api/v1/sessions/%2e%2e%2fetc", None),
-        ("GET", "/api/v1/sessions/..%2F..%2Fetc%2Fpasswd", None),
-        ("DELETE", "/api/v1/sessions/..?confirm=..", None),
-        ("POST", "/api/v1/jobs/replay", {"session": "../sessions"}),
-        ("POST", "/api/v1/jobs/replay", {"session": "x", "dataset": "/tmp/out"}),
-        ("POST", "/api/v1/jobs/train", {"config": "../../etc/passwd", "dataset": "x"}),
-        ("POST", "/api/v1/jobs/train", {"config": "tiny", "dataset": "../runs"}),
-        ("GET", "/page/..%2F..%2Fsettings.py", None),
-        ("GET", "/api/v1/jobs/..%2F..%2F.vrcap%2Ftoken/log", None),
+        ("POST", "/api/v1/recordings", {"session": "../escape"}, 422, "bad-session-name"),
+        ("POST", "/api/v1/recordings", {"session": "/etc"}, 422, "bad-session-name"),
+        ("POST", "/api/v1/recordings", {"session": ".hidden"}, 422, "bad-session-name"),
+        ("POST", "/api/v1/recordings", {"session": "ok", "cameras": ["left=/etc/passwd"]}, 422, "bad-camera"),
+        (
+            "POST",
+            "/api/v1/recordings",
+            {"session": "ok", "cameras": ["left=../../clip.mp4"]},
+            422,
+            "bad-camera",
+        ),
+        (
+            "POST",
+            "/api/v1/recordings",
+            {"session": "ok", "overrides": {"record.cameras": "x=/etc/passwd"}},
+            422,
+            "bad-override",
+        ),
+        ("POST", "/api/v1/recordings", {"session": "ok", "overrides": {"no.such.key": 1}}, 422, "bad-config"),
+        ("GET", "/api/v1/sessions/..", None, 404, "not-found"),
+        ("GET", "/api/v1/sessions/%2e%2e%2fetc", None, 404, "not-found"),
+        ("GET", "/api/v1/sessions/..%2F..%2Fetc%2Fpasswd", None, 404, "not-found"),
+        ("DELETE", "/api/v1/sessions/..?confirm=..", None, 404, "not-found"),
+        ("POST", "/api/v1/jobs/replay", {"session": "../sessions"}, 422, "bad-session-name"),
+        ("POST", "/api/v1/jobs/replay", {"session": "x", "dataset": "/tmp/out"}, 422, "bad-session-name"),
+        ("POST", "/api/v1/jobs/train", {"config": "../../etc/passwd", "dataset": "x"}, 422, "unknown-config"),
+        ("POST", "/api/v1/jobs/train", {"config": "tiny", "dataset": "../runs"}, 422, "bad-session-name"),
+        ("GET", "/page/..%2F..%2Fsettings.py", None, 404, "not-found"),
+        ("GET", "/api/v1/jobs/..%2F..%2F.vrcap%2Ftoken/log", None, 404, "not-found"),
     ],
 )
-def test_traversal_and_bad_names_get_4xx(serve: ServeProcess, method: str, path: str, body: object) -> None:
+def test_traversal_and_bad_names_are_refused_by_their_guard(
+    serve: ServeProcess, method: str, path: str, body: object, status: int, code: str
+) -> None:
+    """Each case pins the status and error code of the guard that must refuse it: "any 4xx" let a removed
+    camera guard pass on the 409 of a recording already running."""
     with serve.client() as client:
         response = client.request(method, path, json=body)
-    assert 400 <= response.status_code < 500, response.text
+    assert (response.status_code, response.json().get("error")) == (status, code), response.text
     error = response.json()
     assert error["detail"] and error["fix"]  # the problem and the fix, as JSON
     assert not (serve.root / "escape").exists() and not (serve.root / "ok").exists()

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import REPO, run_vrcap
 
-TINY = REPO / "configs" / "train" / "tiny.yaml"
+TINY = REPO / "vrcap" / "configs" / "train" / "tiny.yaml"
 SECONDS = 4  # per session: 120 steps at 30 Hz, 54 windows of 16 steps (stride 4) over two sessions
 
 
@@ -50,6 +50,7 @@ def sim_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
     out = root / "tensors"
-    result = run_vrcap("replay", str(sessions), "--to-tensors", str(out))
+    # Two sessions: time-block splits; gaps of one tiny window (16 steps) leave room for val and test.
+    result = run_vrcap("replay", str(sessions), "--to-tensors", str(out), "split.gap_steps=16")
     assert result.returncode == 0, result.stderr
     return out

@@ -7,9 +7,10 @@ import torch
 from training.config import LossWeights, ModelConfig
 from training.losses import compute_losses
 from training.model import build_model
+from training.targets import TargetBuilder
 
 CFG = ModelConfig(
-    d_model=32, n_layers=2, n_heads=4, max_window=8, camera_height=32, camera_width=32, text_len=12
+    d_model=32, n_layers=2, n_heads=4, max_window=8, camera_height=32, camera_width=32, text_len=12, horizon=3
 )
 
 
@@ -29,21 +30,48 @@ def synthetic_batch(b: int = 2, t: int = 8, seed: int = 0) -> dict[str, torch.Te
         batch[f"camera.{cam}.mask"] = ones.clone()
     for key in ("text.internal", "text.external"):
         batch[key] = torch.randint(3, 259, (b, t, 12), generator=g)
+        batch[key][..., 0] = 1  # bos: every step holds text
         batch[f"{key}.mask"] = ones.clone()
+    batch["text.active"] = batch["text.internal"][:, :1].expand(b, t, -1).clone()  # said at step 0
+    batch["text.active.age"] = torch.arange(t).expand(b, t).clone()
+    batch["text.active.mask"] = ones.clone()
     return batch
 
 
-def model() -> torch.nn.Module:
+def model(zero_heads: bool = False) -> torch.nn.Module:
+    """The model; unless ``zero_heads``, its zero-initialised heads get random weights, as after training, so
+    that the tests below can see inputs reach the outputs."""
     torch.manual_seed(0)
-    return build_model(CFG).eval()
+    m = build_model(CFG).eval()
+    if not zero_heads:
+        for name in ("animation", "audio"):
+            torch.nn.init.normal_(m.heads[name].weight, std=0.02)
+    return m
+
+
+def builder(k: int = CFG.horizon) -> TargetBuilder:
+    """Target statistics for synthetic batches: unit normalisation and unit change scales."""
+    norm = {
+        "pose": {"mean": [[0.0] * 7] * 3, "std": [[1.0] * 7] * 3},
+        "hands": {"mean": [[[0.0] * 7] * 26] * 2, "std": [[[1.0] * 7] * 26] * 2},
+        "audio.mel": {"mean": [0.0] * 80, "std": [1.0] * 80},
+    }
+    scales = {"animation": [[[1.0] * 7] * 55] * k, "audio": [[[1.0] * 80] * 3] * k}
+    return TargetBuilder(k, norm, scales)
 
 
 def test_output_shapes() -> None:
     out = model()(synthetic_batch())
-    assert out["animation"].shape == (2, 7, 3 * 7 + 2 * 26 * 7)
-    assert out["audio"].shape == (2, 7, 3 * 80)
-    logits, targets = out["internal_text"]
-    assert logits.shape == (14, 12, 259) and targets.shape == (14, 12)
+    assert out["animation"].shape == (2, 8, CFG.horizon, 3 * 7 + 2 * 26 * 7)
+    assert out["audio"].shape == (2, 8, CFG.horizon, 3 * 80)
+    text = out["internal_text"]
+    assert text["first"].shape == (14, 259) and text["logits"].shape == (14, 12, 259)
+
+
+def test_untrained_heads_predict_no_change() -> None:
+    """Zero-initialised heads: the untrained model's animation and audio outputs are exactly "no change"."""
+    out = model(zero_heads=True)(synthetic_batch())
+    assert out["animation"].abs().max().item() == 0.0 and out["audio"].abs().max().item() == 0.0
 
 
 def test_causal_future_steps_do_not_change_past_predictions() -> None:
@@ -82,8 +110,19 @@ def test_losses_count_only_recorded_targets() -> None:
     weights = LossWeights().as_dict()
     batch["audio.mask"][:] = False  # no recorded audio at all
     batch["text.external.mask"][:] = False
-    total, losses = compute_losses(m(batch), batch, weights)
-    assert losses["audio"].item() == 0.0 and losses["external_text"].item() == 0.0
+    out = m(batch)
+    total, losses = compute_losses(out, builder().build(batch), weights)
+    assert losses["audio"].item() == 0.0
+    # no external text: the only targets are "no text at the next step" (eos), one per step pair, no tokens
+    ext = out["external_text"]
+    assert ext["targets"].shape[0] == 0 and ext["first_target"].tolist() == [2] * 14
+    assert (
+        abs(
+            losses["external_text"].item()
+            - torch.nn.functional.cross_entropy(ext["first"], ext["first_target"]).item()
+        )
+        < 1e-5
+    )
     assert losses["animation"].item() > 0 and losses["internal_text"].item() > 0
     assert abs(total.item() - sum(v.item() for v in losses.values())) < 1e-4
     total.backward()  # still one graph: every trainable parameter gets a gradient (zeros where no target)
@@ -96,3 +135,39 @@ def test_missing_modality_entirely_absent_from_batch() -> None:
         del batch[key]
     out = model()(batch)
     assert torch.isfinite(out["animation"]).all()
+
+
+def test_tokens_head_learns_bins_and_decodes_in_the_same_units() -> None:
+    """model.animation_head tokens: a bin is coarse x fine (8,192 = 128 x 64); its centre decodes within half a
+    bin width; a few steps of cross-entropy on one batch lower the loss, and eval decodes the scored horizons."""
+    from training.token_head import TokenHead
+
+    cfg = ModelConfig(**{**CFG.__dict__, "animation_head": "tokens", "token_sample": 256})
+    torch.manual_seed(0)
+    m = build_model(cfg)
+    head = m.heads["animation"]
+    assert isinstance(head, TokenHead) and (head.coarse_n, head.fine_n) == (128, 64)
+    values = torch.tensor([-5.0, -1.2345, 0.0, 0.5, 3.999])
+    back = head.value_of(head.bin_of(values))
+    width = 2 * 4.0 / 8192
+    assert torch.all((back - values.clamp(-4, 4)).abs()[1:] <= width / 2 + 1e-6)
+    assert head.bin_of(torch.tensor([-5.0, 5.0])).tolist() == [0, 8191]  # outside the range: the edge bins
+    batch, b = synthetic_batch(), builder()
+    targets = b.build(batch)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
+    first = last = 0.0
+    for i in range(15):
+        torch.manual_seed(1)  # the same coordinates each step: the drop is learning, not a different draw
+        loss = compute_losses(m(batch), targets, LossWeights().as_dict())[1]["animation"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first, last = (loss.item(), loss.item()) if i == 0 else (first, loss.item())
+    assert last < 0.9 * first, (first, last)
+    assert first > 8.0  # ~ln(128) + ln(64) = 9.0 before training
+    m.eval()
+    head.decode_steps = [1]
+    with torch.no_grad():
+        out = m(batch)["animation"]
+    assert out.shape == (2, 8, CFG.horizon, 385)
+    assert float(out[:, :, 1].abs().sum()) > 0 and float(out[:, :, 0].abs().sum()) == 0.0

@@ -102,7 +102,9 @@ def test_corrupt_newest_checkpoint_falls_back(
     run(sim_data, tmp_path, "max_steps=20", "save_interval=5", stop=10)
     newest = tmp_path / "checkpoints" / "ckpt-00000010.pt"
     blob = bytearray(newest.read_bytes())
-    blob[len(blob) // 2 : len(blob) // 2 + 64] = bytes(64)  # a damaged disk block in the middle
+    # a damaged disk block in the middle: every bit flipped
+    middle = slice(len(blob) // 2, len(blob) // 2 + 64)
+    blob[middle] = bytes(b ^ 0xFF for b in blob[middle])  # (zeroing it may change nothing: much state is 0)
     newest.write_bytes(bytes(blob))
     capsys.readouterr()
     result = run(sim_data, tmp_path, "max_steps=20", "save_interval=5", stop=12, resume="auto")

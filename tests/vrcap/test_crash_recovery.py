@@ -18,6 +18,8 @@ from vrcap.streams import StreamDescriptor
 from vrcap.validate import validate_session
 from vrcap.writer import SessionWriter, WriterConfig
 
+pytestmark = pytest.mark.realtime  # timing on the wall clock: run alone (tools/ci/run-tests.sh)
+
 SMALL = [StreamDescriptor("head", "pose", 90.0, (13,), "float32", "raw")]
 
 
@@ -138,3 +140,97 @@ def test_damaged_segment_header_keeps_the_records_behind_it(tmp_path: Path) -> N
     with SessionReader(path) as reader:
         assert [p["seq"] for p in reader.packets()] == list(range(10))
         assert reader.packet_at(7) == synthetic_packet(7)
+
+
+# --- multi-segment sessions and what a kill can lose ---------------------------------------------------------
+
+_CHILD = """
+import sys, time
+from pathlib import Path
+from tests.helpers import STREAMS, synthetic_packet
+from vrcap.writer import SessionWriter, WriterConfig
+
+# No flush for an hour: nothing is fsynced, the index gets no entry; every record is only handed to the OS.
+config = WriterConfig(flush_interval_s=3600.0, segment_max_seconds=0.5)
+w = SessionWriter.create(Path(sys.argv[1]), STREAMS, config=config)
+for seq in range(int(sys.argv[2])):
+    w.write_packet(synthetic_packet(seq))
+print("written", flush=True)
+time.sleep(120)
+"""
+
+
+def test_sigkill_loses_no_record_handed_to_the_os(tmp_path: Path) -> None:
+    """A SIGKILL cannot lose what write() returned for: the kernel has it. (A power cut can lose everything
+    since the last fsync; no test here can cut the power, so test_flushes_follow_the_interval pins the fsync
+    schedule that bounds that loss instead.)"""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    path, n = tmp_path / "killed", 200
+    command = [sys.executable, "-c", _CHILD, str(path), str(n)]
+    with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True) as child:
+        try:
+            assert child.stdout is not None and child.stdout.readline().strip() == "written"
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=30)
+    segments = sorted(path.glob("packets-*.vrc"))
+    assert len(segments) == 5  # 200 frames at 90 Hz, a segment every 0.5 s
+    with SessionReader(path) as reader:
+        assert [p["seq"] for p in reader.packets()] == list(range(n))  # all of them, none torn
+    assert run_vrcap("validate", "--fix", str(path)).returncode == 0
+    with SessionReader(path) as reader:
+        assert len(reader) == n and reader.packet_at(n - 1) == synthetic_packet(n - 1)
+    assert not (path / ".reserve").exists()
+
+
+def test_flushes_follow_the_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The power-loss bound is the fsync schedule: segment then index, every flush_interval_s of the clock."""
+    import vrcap.writer as writer_module
+
+    now = [0.0]
+    monkeypatch.setattr(writer_module.time, "monotonic", lambda: now[0])
+    synced: list[tuple[float, str]] = []
+    real_fsync = writer_module.os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append((now[0], Path(f"/proc/self/fd/{fd}").resolve().name))
+        real_fsync(fd)
+
+    monkeypatch.setattr(writer_module.os, "fsync", fsync)
+    with SessionWriter.create(tmp_path / "s", SMALL, config=WriterConfig(flush_interval_s=0.5)) as w:
+        for seq in range(10):
+            now[0] = seq * 0.2
+            w.write_packet({"seq": seq, "t": seq, "s": {}})
+        synced_before_close = list(synced)
+    # Packets at 0.0 .. 1.8 s: a flush at the first write at or past 0.5 s since the last one: 0.6, 1.2, 1.8.
+    assert [t for t, name in synced_before_close if name == "packets-000000.vrc"] == pytest.approx(
+        [0.6, 1.2, 1.8]
+    )
+    assert [t for t, name in synced_before_close if name == "index.vri"] == pytest.approx([0.6, 1.2, 1.8])
+
+
+def test_damage_in_several_segments_keeps_every_intact_record(tmp_path: Path) -> None:
+    path = write_synthetic(tmp_path / "s", 300, WriterConfig(fsync=False, segment_max_seconds=1.0))
+    segments = sorted(path.glob("packets-*.vrc"))
+    assert len(segments) == 4
+    ends = {s.name: _record_ends(s) for s in segments}
+    middle = segments[1]  # frames 91..181: flip a payload byte of its 10th record (frame 100)
+    data = bytearray(middle.read_bytes())
+    data[ends[middle.name][8] + 40] ^= 0x08
+    middle.write_bytes(bytes(data))
+    last = segments[3]  # frames 273..299: cut the last one short, as a kill mid-write would
+    last.write_bytes(last.read_bytes()[:-9])
+    with SessionReader(path) as reader:
+        assert [p["seq"] for p in reader.packets(errors="stop")] == list(range(100))
+    assert run_vrcap("validate", "--fix", str(path)).returncode == 0
+    with SessionReader(path) as reader:
+        assert [p["seq"] for p in reader.packets()] == [s for s in range(299) if s != 100]
+    assert sorted(p.name for p in (path / "repair").iterdir()) == [
+        f"packets-000001.vrc.damaged-at-{ends[middle.name][8]}",
+        f"packets-000003.vrc.tail-at-{ends[last.name][-2]}",
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -27,6 +28,27 @@ def test_writer_reproduces_the_golden_bytes(tmp_path: Path) -> None:
             w.write_packet(p)
     for name in ("packets-000000.vrc", "index.vri"):
         assert (tmp_path / "g" / name).read_bytes() == (DATA / "golden-1.0" / name).read_bytes(), name
+
+
+def test_writer_reproduces_the_consistent_golden_session_json(tmp_path: Path) -> None:
+    """session.json pinned too, key by key; only what a run cannot reproduce (host, pid, stop time) is set aside."""
+    golden = DATA / "golden-1.0-consistent"
+    meta = load_meta(golden)
+    target = tmp_path / golden.name
+    config = WriterConfig(fsync=False)
+    with SessionWriter.create(
+        target, meta.streams, config=config, clocks=meta.clocks, capture_config=meta.config,
+        start_mono_ns=meta.start["mono_ns"], start_wall_ns=meta.start["wall_ns"],
+    ) as w:  # fmt: skip
+        for p in golden_packets():
+            w.write_packet(p)
+    written = json.loads((target / "session.json").read_text())
+    expected = json.loads((golden / "session.json").read_text())
+    for data in (written, expected):
+        data.pop("created_by")
+        data["stop"] = {k: v for k, v in data["stop"].items() if k == "reason"}
+    written["stop"]["reason"] = expected["stop"]["reason"]  # the golden says "duration reached"
+    assert written == expected
 
 
 def test_golden_reads_back_exactly() -> None:

@@ -1,6 +1,6 @@
 """Training benchmark: `vrcap train` against a minimal hand-written PyTorch loop, same model, same batches, one run.
 
-    /work/main/.venv/bin/python tools/bench/train.py [--config configs/train/small.yaml] [--steps 60]
+    /work/main/.venv/bin/python tools/bench/train.py [--config small] [--steps 60]
         [--repeat 2] [--data DIR] [--json OUT] [KEY=VALUE ...]
 
 Data: two simulator sessions recorded with `vrcap record` (8 s each, real time) and converted with
@@ -55,8 +55,8 @@ def make_data(root: Path) -> Path:
         if proc.returncode:
             sys.exit(f"recording failed: {err}")
     out = root / "tensors"
-    subprocess.run([str(BIN / "vrcap"), "replay", str(sessions), "--to-tensors", str(out)], check=True,
-                   stderr=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run([str(BIN / "vrcap"), "replay", str(sessions), "--to-tensors", str(out), "split.gap_steps=32"],
+                   check=True, stderr=subprocess.DEVNULL)  # fmt: skip
     return out
 
 
@@ -65,7 +65,8 @@ def run_vrcap_train(
 ) -> dict[str, float]:
     log_every = max(1, steps // 6)
     cmd = [str(BIN / "vrcap"), "train", "--config", str(config), "--data", str(data), "--out", str(out),
-           "--max-steps", str(steps), f"log_interval={log_every}", f"save_interval={steps * 10}", *overrides]  # fmt: skip
+           "--max-steps", str(steps), f"log_interval={log_every}", f"save_interval={steps * 10}",
+           "eval_interval=0", *overrides]  # fmt: skip
     subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if "perf/samples_per_s" in r][1:]  # the first interval holds the warm-up
@@ -83,6 +84,7 @@ def reference_loop(config: Path, data: Path, steps: int, overrides: list[str]) -
     from training.data import default_modalities
     from training.losses import compute_losses
     from training.model import build_model
+    from training.targets import TargetBuilder, change_scales
 
     cfg = load_train_config(config, overrides)
     if cfg.threads:
@@ -93,7 +95,11 @@ def reference_loop(config: Path, data: Path, steps: int, overrides: list[str]) -
     ds = SessionDataset(data, window=cfg.data.window, stride=stride, modalities=default_modalities(manifest))
     b = cfg.data.batch_size
     batches = [collate([ds[(i * b + j) % len(ds)] for j in range(b)]) for i in range(max(1, len(ds) // b))]
+    scales = change_scales(data, manifest, "train", cfg.model.horizon, cfg.model.animation_base)
+    scales.pop("counts")
+    targets = TargetBuilder(cfg.model.horizon, manifest["normalization"], scales, cfg.model.animation_base)
     model = build_model(cfg.model).train()
+    model.motion_stats.set_from(targets)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2))
     weights = cfg.loss_weights.as_dict()
     start = 0.0
@@ -101,7 +107,7 @@ def reference_loop(config: Path, data: Path, steps: int, overrides: list[str]) -
         if step == WARMUP_STEPS:
             start = time.perf_counter()
         batch = batches[step % len(batches)]
-        total, _ = compute_losses(model(batch), batch, weights)
+        total, _ = compute_losses(model(batch), targets.build(batch), weights)
         total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
         opt.step()
@@ -112,7 +118,7 @@ def reference_loop(config: Path, data: Path, steps: int, overrides: list[str]) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "train" / "small.yaml")
+    parser.add_argument("--config", type=Path, default=ROOT / "vrcap" / "configs" / "train" / "small.yaml")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--data", type=Path, default=None)

@@ -32,10 +32,11 @@ CHROOT_PY=3.13 # Debian 13's python3
 # libportaudio2 lets `vrcap devices` (sounddevice) run as it does on a user's machine.
 APT_PACKAGES=(monado-service libopenxr1-monado libopenxr-loader1 libopenxr-utils mesa-vulkan-drivers python3-venv
     libportaudio2)
-# What vrcap/ and capture/ import on the OpenXR path, plus the test tools (tests/conftest.py imports hypothesis).
+# What vrcap/ and capture/ import on the OpenXR path, plus the test tools (tests/conftest.py imports hypothesis);
+# pydantic: the config classes are pydantic dataclasses (issue 13).
 # The record path itself needs no OpenCV or sounddevice (both are imported lazily, for cameras and microphones);
 # `vrcap devices` imports both, so they are here for the test of that command.
-PY_REQUIREMENTS=(numpy msgpack lz4 isal pyyaml rich pyopenxr==1.1.6501 pytest hypothesis sounddevice
+PY_REQUIREMENTS=(numpy msgpack lz4 isal pyyaml rich pydantic pyopenxr==1.1.6501 pytest hypothesis sounddevice
     opencv-python-headless)
 VENV=/opt/vrcap-venv # inside the chroot
 XDG=/run/vrcap-xr    # XDG_RUNTIME_DIR inside the chroot: monado's socket lives here
