@@ -78,7 +78,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     if args.offline:
         overrides.append("record.offline=true")
     started = time.perf_counter()
-    result = record_session(args.session, root=args.root, config_path=args.config, overrides=overrides)
+    result = record_session(
+        args.session, root=args.root, config_path=args.config, overrides=overrides, prioritize=True
+    )
     from vrcap.wording import dropped_words
 
     speed = ""

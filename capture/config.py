@@ -55,6 +55,18 @@ class RecordConfig:
     offline: bool = Field(
         False, description="sim only: write duration_s as fast as the CPU allows (capture/offline.py)"
     )
+    nice: int = Field(
+        -5,
+        ge=-20,
+        le=19,
+        description="`vrcap record` asks for this niceness (< 0 needs CAP_SYS_NICE or RLIMIT_NICE, else ignored)",
+    )
+    rt_priority: int = Field(
+        0,
+        ge=0,
+        le=99,
+        description="`vrcap record` asks for SCHED_RR at this priority (0 = off; needs RLIMIT_RTPRIO)",
+    )
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:

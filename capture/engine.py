@@ -142,6 +142,9 @@ class CaptureEngine:
         self._assembler: FrameAssembler | None = None
         self._started: list[PushSource] = []
         self._next_seq = 0
+        self._skips: list[
+            tuple[int, int, int]
+        ] = []  # (due ns, lag ns, frames) of each skip of the frame loop
         self._written: dict[str, int] = {}  # samples put into packets per stream, the polled ones too
 
     # --- control, from any thread --------------------------------------------------------------------
@@ -218,14 +221,15 @@ class CaptureEngine:
         rate = self.frame_source.rate_hz
         period = 1e9 / rate
         last = math.ceil(self.duration_s * rate) if self.duration_s else None
-        t0 = time.monotonic_ns()
-        self.frame_source.start(t0)
-        for source in self.push_sources:
+        for source in self.push_sources:  # before t0: a device slow to start must not put frame 0 behind
             source.start(self._assembler)
             self._started.append(source)
+        t0 = time.monotonic_ns()
+        self.frame_source.start(t0)
         self._writer.meta.clocks = self._clocks()
         self.stats.state = "recording"
         seq = frames = dropped = 0
+        self._skips = []
         while not self._stop.is_set() and (last is None or seq < last):
             due = t0 + round(seq * period)
             lag = time.monotonic_ns() - due
@@ -236,6 +240,8 @@ class CaptureEngine:
                 skipped = int(lag // period)
                 if last is not None:
                     skipped = min(skipped, last - 1 - seq)
+                if skipped > 0:
+                    self._skips.append((due, lag, skipped))
                 seq += skipped
                 dropped += skipped
                 due = t0 + round(seq * period)
@@ -310,6 +316,14 @@ class CaptureEngine:
             writer.note_drops(name, count)
         for incident in self._assembler.take_incidents():
             writer.add_incident(incident["stream"], incident["kind"], incident["message"], incident["t"])
+        for due, lag, skipped in self._skips:  # when and by how much: a stall is found from here, not guessed
+            writer.add_incident(
+                "headset",
+                "frames-skipped",
+                f"the frame loop was {lag / 1e6:.0f} ms behind: {plural(skipped, 'frame')} skipped "
+                "(the recorder did not get the CPU; see COLLECTING.md, priority)",
+                due,
+            )
         writer.meta.clocks = self._clocks()
         final_streams = getattr(self.frame_source, "final_streams", None)  # rates known only now (WebXR)
         if final_streams is not None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from capture.config import CaptureConfig
 from capture.engine import CaptureEngine, LiveStats, RecordingResult
+from capture.priority import raise_priority
 from capture.sim_source import SimCamera, SimHeadset, SimMicrophone
 from capture.source import FrameSource, PushSource
 from capture.status import HasUpdate, StatusLine
@@ -133,6 +134,7 @@ def record_session(
     overrides: list[str] | None = None,
     show_status: bool = True,
     status_stream: Any = None,
+    prioritize: bool = False,
 ) -> RecordingResult:
     """Record until the duration is reached or SIGINT/SIGTERM arrives; the session is finalized either way."""
     path = session_path(name, root)  # refuses unsafe names before anything is touched
@@ -143,6 +145,8 @@ def record_session(
         from capture.offline import record_offline
 
         return record_offline(path, config, progress=show_status)
+    if prioritize:  # before any thread of the recording starts: they inherit it
+        raise_priority(config.record.nice, config.record.rt_priority)
     engine = make_engine(path, config)
     status_line = StatusLine(status_stream or sys.stderr) if show_status else None
     return asyncio.run(run_engine(engine, status_line, config.record.status_interval_s))

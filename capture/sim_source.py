@@ -280,15 +280,21 @@ class _SimPushSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._clock = clock  # sharing the sim headset's zero makes every sim stream one function of time
-        self.t0 = 0
+        self._t0 = 0
+
+    @property
+    def t0(self) -> int:
+        """Sim time zero: the sim headset's, read when it is needed. The engine starts push sources before the
+        frame clock (a device slow to start must not put frame 0 behind), so the headset's zero comes later."""
+        return self._clock.t0 if self._clock is not None and not self._t0 else self._t0
 
     def open(self) -> None:
         pass
 
     def start(self, sink: Any, t0: int | None = None) -> None:
-        if t0 is None:
-            t0 = self._clock.t0 if self._clock is not None else time.monotonic_ns()
-        self.t0 = t0
+        if t0 is None and self._clock is None:
+            t0 = time.monotonic_ns()
+        self._t0 = t0 or 0
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._run, args=(sink,), name=f"vrcap-{self.name}", daemon=True
@@ -300,6 +306,13 @@ class _SimPushSource:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+    def _await_zero(self) -> bool:
+        """Wait for the sim headset to start (the engine does so right after its push sources); False on stop."""
+        while not self.t0:
+            if self._stop.wait(0.001):
+                return False
+        return True
 
     def _sleep_until(self, due_ns: int) -> bool:
         """False when asked to stop."""
@@ -330,7 +343,7 @@ class SimMicrophone(_SimPushSource):
     def _run(self, sink: Any) -> None:
         cfg = self.config
         index = 0
-        while True:
+        while self._await_zero():
             due = self.t0 + round((index + cfg.audio_block) * 1e9 / cfg.audio_rate_hz)
             if not self._sleep_until(due):
                 return
@@ -373,7 +386,7 @@ class SimCamera(_SimPushSource):
     def _run(self, sink: Any) -> None:
         assert self.encode is not None, "open() before start()"
         fps, k, stream = self.config.camera_fps, 0, f"camera_{self.cam}"
-        while self._sleep_until(self.t0 + round(k * 1e9 / fps)):
+        while self._await_zero() and self._sleep_until(self.t0 + round(k * 1e9 / fps)):
             sink.put(stream, camera_sample(self.rig, self.cam, k, fps, self.t0, self.encode))
             self.frames += 1
             k += 1

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,11 +17,13 @@ from capture.config import CaptureConfig, RecordConfig
 from capture.engine import CaptureEngine, LiveStats
 from capture.session import make_engine
 from capture.sim import SimConfig
-from tests.helpers import in_ci, run_vrcap
+from tests.helpers import in_ci, run_vrcap, wait_for
 from vrcap.errors import CaptureError, WriterError
 from vrcap.metadata import load_meta
 from vrcap.validate import validate_session
 from vrcap.writer import WriterConfig
+
+VRCAP_RECORD = [str(Path(sys.executable).parent / "vrcap"), "record"]
 
 pytestmark = pytest.mark.realtime  # timing on the wall clock: run alone (tools/ci/run-tests.sh)
 
@@ -142,3 +147,74 @@ def test_full_disk_through_the_cli_is_one_line(small_disk: Path) -> None:
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and "disk full" in errors[0] and "Traceback" not in result.stderr
     assert run_vrcap("validate", str(small_disk / "full")).returncode == 0
+
+
+def test_a_device_slow_to_start_puts_no_frame_behind(tmp_path: Path) -> None:
+    """Push sources start before the frame clock's t0: a microphone that takes 300 ms to start (PulseAudio
+    on a loaded machine) used to leave frame 0 300 ms late, and the loop skipped ~27 frames to catch up."""
+    engine = _engine(tmp_path / "slow", 1.0)
+    slow = engine.push_sources[0]
+    start = slow.start
+
+    def late_start(sink):  # type: ignore[no-untyped-def]
+        time.sleep(0.3)
+        start(sink)
+
+    slow.start = late_start  # type: ignore[method-assign]
+    result = asyncio.run(engine.run())
+    report = validate_session(tmp_path / "slow")
+    assert result.dropped_frames == 0 and report.dropped_frames == 0
+    assert result.frames >= 90
+    assert not any(i["kind"] == "frames-skipped" for i in load_meta(tmp_path / "slow").incidents)
+
+
+def test_a_stalled_frame_loop_leaves_an_incident_that_says_when_and_how_long(tmp_path: Path) -> None:
+    """Frames skipped after a stall are counted and explained in session.json: the user sees when it
+    happened and by how much, not only a gap in seq."""
+    engine = _engine(tmp_path / "stall", 1.5)
+    frame = engine.frame_source.frame
+    stalled = []
+
+    def stall_once(seq, t_ns):  # type: ignore[no-untyped-def]
+        if seq == 45 and not stalled:
+            stalled.append(t_ns)
+            time.sleep(0.35)  # blocks the loop, as a process kept off the CPU would
+        return frame(seq, t_ns)
+
+    engine.frame_source.frame = stall_once  # type: ignore[method-assign]
+    result = asyncio.run(engine.run())
+    meta = load_meta(tmp_path / "stall")
+    skips = [i for i in meta.incidents if i["kind"] == "frames-skipped"]
+    report = validate_session(tmp_path / "stall")
+    assert len(skips) == 1 and skips[0]["stream"] == "headset"
+    assert 25 <= result.dropped_frames <= 40  # 350 ms at 90 Hz = 31.5 frames, less the 100 ms caught up
+    assert report.dropped_frames == result.dropped_frames
+    assert f"{result.dropped_frames} frames skipped" in skips[0]["message"]
+    behind_ms = float(skips[0]["message"].split(" ms behind")[0].rsplit(" ", 1)[1])
+    assert 300 <= behind_ms <= 450
+    assert abs(skips[0]["t"] - stalled[0]) < 50e6  # stamped near the stall, not at the end
+
+
+def _nice(stat: Path) -> int:
+    """Field 19 of /proc/PID/task/TID/stat (after the command name, which may hold spaces)."""
+    return int(stat.read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_vrcap_record_asks_for_the_configured_niceness(tmp_path: Path) -> None:
+    """`vrcap record` runs at record.nice (the scheduler then favours it over ordinary busy processes); without
+    the right to raise priority it keeps the nice value it was started with."""
+    proc = subprocess.Popen(
+        [*VRCAP_RECORD, "--session", "nice", "--root", str(tmp_path), "--duration", "3", "record.nice=-3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for((tmp_path / "nice" / "session.json").exists, 30.0, "session.json")
+        threads = os.listdir(f"/proc/{proc.pid}/task")
+        nices = {_nice(Path(f"/proc/{proc.pid}/task/{t}/stat")) for t in threads}
+    finally:
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    allowed = os.geteuid() == 0 or resource.getrlimit(resource.RLIMIT_NICE)[0] >= 23
+    assert nices == ({-3} if allowed else {os.getpriority(os.PRIO_PROCESS, 0)})
