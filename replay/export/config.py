@@ -15,7 +15,7 @@ from vrcap.config import load_config
 from vrcap.errors import ConfigError
 
 FORMATS = ("mcap", "xdf", "lerobot")
-CODECS = {"av1": "libsvtav1", "h264": "libx264"}
+CODECS = {"av1": "libsvtav1", "h264": "libx264", "mjpeg": "copy"}  # mjpeg: the recorded JPEGs as they are
 EPISODES = ("session", "task")
 MCAP_COMPRESSION = ("lz4", "zstd", "none")
 PIXEL_FORMATS = ("yuv420p", "yuv444p")
@@ -88,7 +88,11 @@ class LeRobotConfig:
         le=1000,
         description="the step rate of the dataset: one parquet row and one video frame per step",
     )
-    codec: str = Field("av1", description="av1 (libsvtav1, LeRobot's default) or h264 (libx264)")
+    codec: str = Field(
+        "av1",
+        description="av1 (libsvtav1, LeRobot's default), h264 (libx264), or mjpeg (the recorded JPEGs copied: "
+        "fastest, as recorded, larger files)",
+    )
     crf: int = Field(
         10,
         ge=0,

@@ -27,6 +27,7 @@ import numpy as np
 
 from replay.export.config import LeRobotConfig
 from replay.export.errors import SessionNotExported
+from replay.export.lerobot_jpeg import JpegCopier
 from replay.export.lerobot_meta import (
     DATA_PATH,
     EPISODES_PATH,
@@ -42,7 +43,7 @@ from replay.export.lerobot_meta import (
     write_tasks,
 )  # fmt: skip
 from replay.export.lerobot_steps import Step, StepSampler, camera_streams, state_names, state_streams
-from replay.export.lerobot_video import CameraWorker
+from replay.export.lerobot_video import CameraWorker, fps_fraction
 from replay.export.source import SessionSource
 from vrcap.errors import VrcapError
 from vrcap.packets import TIME
@@ -82,6 +83,9 @@ class LeRobotWriter:
         self.frames = 0
         self.files = 0
         self.stats: dict[str, RunningStats] = {}
+        self.pix_fmts: dict[
+            str, str
+        ] = {}  # video key -> what its frames decode to, when not the configured one
 
     def task_index(self, task: str) -> int:
         return self.tasks.setdefault(task, len(self.tasks))
@@ -117,7 +121,8 @@ class LeRobotWriter:
         keys = list(self.layout.shapes)
         write_tasks(self.root / "meta/tasks.parquet", list(self.tasks))
         write_episodes(self.root / EPISODES_PATH, self.episodes, keys, cfg.fps)
-        feats = features(self.layout.names, self.layout.shapes, cfg.fps, cfg.codec, cfg.pix_fmt)
+        pix_fmts = {key: self.pix_fmts.get(key, cfg.pix_fmt) for key in keys}
+        feats = features(self.layout.names, self.layout.shapes, cfg.fps, cfg.codec, pix_fmts)
         info = info_json(
             feats, cfg.fps, len(self.episodes), self.frames, len(self.tasks), self.files, len(keys)
         )
@@ -150,13 +155,17 @@ class _SessionExport:
         import pyarrow.parquet as pq
 
         self.data_path.parent.mkdir(parents=True, exist_ok=True)
-        self.cameras: dict[str, CameraWorker] = {}
+        self.cameras: dict[str, CameraWorker | JpegCopier] = {}
+        config = self.ds.config
         try:
             for key, path in self.videos.items():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 height, width = self.layout.shapes[key]
                 stats = self.ds.stats.setdefault(key, RunningStats())
-                self.cameras[key] = CameraWorker(path, width, height, self.ds.config, stats)
+                if config.codec == "mjpeg":
+                    self.cameras[key] = JpegCopier(path, width, height, fps_fraction(config.fps), stats)
+                else:
+                    self.cameras[key] = CameraWorker(path, width, height, config, stats)
             with pq.ParquetWriter(self.data_path, _schema(len(self.layout.names))) as self.writer:
                 self._steps(progress)
         except BaseException:
@@ -164,8 +173,10 @@ class _SessionExport:
                 with contextlib.suppress(Exception):  # the first error is the one to report
                     camera.close()
             raise
-        for camera in self.cameras.values():
+        for key, camera in self.cameras.items():
             camera.close()  # waits for the last frames; raises a camera's error
+            if isinstance(camera, JpegCopier) and camera.frames:
+                self.ds.pix_fmts.setdefault(key, camera.pix_fmt)
 
     def _steps(self, progress: Any) -> None:
         times = self.source.reader.index.times

@@ -22,7 +22,7 @@ VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.m
 EPISODES_PATH = "meta/episodes/chunk-000/file-000.parquet"
 SCALARS = {"timestamp": "float32", "frame_index": "int64", "episode_index": "int64", "index": "int64",
            "task_index": "int64"}  # fmt: skip
-CODEC_NAMES = {"av1": "av1", "h264": "h264"}
+CODEC_NAMES = {"av1": "av1", "h264": "h264", "mjpeg": "mjpeg"}
 
 
 def chunk_of(file_number: int) -> tuple[int, int]:
@@ -38,17 +38,19 @@ def features(
     cameras: dict[str, tuple[int, int]],
     fps: float,
     codec: str,
-    pix_fmt: str = "yuv420p",
+    pix_fmt: str | dict[str, str] = "yuv420p",
 ) -> dict:
+    """LeRobot's features table; ``pix_fmt`` is one for every camera or one per video key."""
     out: dict[str, Any] = {
         "observation.state": {"dtype": "float32", "shape": [len(state_names)], "names": state_names},
         "action": {"dtype": "float32", "shape": [len(state_names)], "names": state_names},
     }
     for key, (height, width) in cameras.items():
+        fmt = pix_fmt if isinstance(pix_fmt, str) else pix_fmt[key]
         out[key] = {
             "dtype": "video", "shape": [height, width, 3], "names": ["height", "width", "channels"],
             "info": {"video.height": height, "video.width": width, "video.codec": CODEC_NAMES[codec],
-                     "video.pix_fmt": pix_fmt, "video.is_depth_map": False, "video.fps": fps,
+                     "video.pix_fmt": fmt, "video.is_depth_map": False, "video.fps": fps,
                      "video.channels": 3, "has_audio": False},
         }  # fmt: skip
     for name, dtype in SCALARS.items():

@@ -213,3 +213,52 @@ def test_export_is_deterministic(dataset: Path, interop_session: Path, tmp_path:
     files = sorted(p.relative_to(dataset) for p in dataset.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file()) and len(files) == 7
     assert all((dataset / f).read_bytes() == (again / f).read_bytes() for f in files)
+
+
+def test_mjpeg_copies_the_recorded_jpegs_byte_for_byte(interop_session: Path, tmp_path: Path) -> None:
+    """`lerobot.codec=mjpeg`: each step's packet is the JPEG held at that step as recorded (no re-encoding),
+    PyAV decodes every frame at its time, info.json names the codec and the JPEG's sampling, and the sampled
+    image statistics are close to those of every frame."""
+    out = tmp_path / "ds"
+    _export([interop_session], out, "lerobot.codec=mjpeg")
+    truth = session_samples(interop_session)
+    steps = _step_times(truth)
+    info = json.loads((out / "meta/info.json").read_text())["features"]["observation.images.left"]["info"]
+    assert (info["video.codec"], info["video.pix_fmt"]) == ("mjpeg", "yuvj420p")
+    for camera in ("left", "right"):
+        held = [_held(truth[f"camera_{camera}"], int(t))["d"] for t in steps]
+        with av.open(str(out / f"videos/observation.images.{camera}/chunk-000/file-000.mp4")) as container:
+            stream = container.streams.video[0]
+            packets = [bytes(p) for p in container.demux(stream) if p.size]
+        assert packets == held  # the recording's own bytes, one per step
+        with av.open(str(out / f"videos/observation.images.{camera}/chunk-000/file-000.mp4")) as container:
+            frames = list(container.decode(video=0))
+        assert [round(f.time * FPS) for f in frames] == list(range(steps.size))
+        for frame, jpeg in zip(frames[::7], held[::7], strict=True):
+            expect = cv2.cvtColor(
+                cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
+            )
+            assert (
+                _psnr(frame.to_ndarray(format="rgb24"), expect) >= 35.0
+            )  # FFmpeg's decoder against OpenCV's
+    images = json.loads((out / "meta/stats.json").read_text())["observation.images.left"]
+    rgb = np.stack([cv2.cvtColor(cv2.imdecode(np.frombuffer(_held(truth["camera_left"], int(t))["d"], np.uint8),
+                                              cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+                    for t in steps]) / 255.0  # fmt: skip
+    assert np.allclose(
+        np.ravel(images["mean"]), rgb.mean(axis=(0, 1, 2)), atol=0.02
+    )  # 1 frame in 4, 1/8 scale
+    assert np.allclose(np.ravel(images["std"]), rgb.std(axis=(0, 1, 2)), atol=0.02)
+
+
+def test_jpeg_frame_header_gives_size_and_sampling() -> None:
+    from replay.export.lerobot_jpeg import jpeg_frame
+
+    image = np.random.default_rng(1).integers(0, 255, (48, 80, 3), np.uint8)
+    for factor, fmt in ((cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420, "yuvj420p"),
+                        (cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422, "yuvj422p"),
+                        (cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444, "yuvj444p")):  # fmt: skip
+        jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, factor])[1].tobytes()
+        assert jpeg_frame(jpeg) == (48, 80, fmt)
+        assert jpeg_frame(jpeg[:20]) is None  # cut before the frame header
+    assert jpeg_frame(b"not a jpeg") is None and jpeg_frame(b"") is None

@@ -82,6 +82,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--formats", default="mcap,xdf,lerobot", help="comma-separated subset to measure")
+    parser.add_argument(
+        "--codecs", default="av1,h264,mjpeg", help="LeRobot video codecs to measure (mjpeg: the JPEGs copied)"
+    )
     parser.add_argument("--session", type=Path, default=None, help="a session to reuse (written if missing)")
     args = parser.parse_args()
     results: dict[str, Any] = {
@@ -104,7 +107,7 @@ def main() -> int:
             if fmt == "mcap":
                 plain = ExportConfig(mcap=McapConfig(compression="none"))
                 runs["mcap none"] = lambda i, c=plain: _export(session, "mcap", tmpdir / f"none-{i}.mcap", c)
-        for codec in ("av1", "h264") if "lerobot" in formats else ():
+        for codec in args.codecs.split(",") if "lerobot" in formats else ():
             config = ExportConfig(lerobot=LeRobotConfig(codec=codec))
             runs[f"lerobot {codec}"] = lambda i, c=config, codec=codec: _export(
                 session, "lerobot", tmpdir / f"lerobot-{codec}-{i}", c
