@@ -153,5 +153,14 @@ def main() -> int:
     return serve_one(sys.stdin.buffer, channel)
 
 
+def exit_now(code: int) -> None:
+    """End without the interpreter's shutdown: the control thread is blocked in a read of stdin, and finalizing
+    the interpreter under it aborts the process (SIGABRT, "could not acquire lock for <stdin>"). Everything that
+    matters is already on disk and in the channel, which serve_one closed."""
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -83,3 +83,32 @@ def test_killing_the_api_process_finalizes_the_recording(tmp_path: Path) -> None
     assert meta.stats["packets"] >= 90
     assert run_vrcap("validate", str(path)).returncode == 0  # without --fix
     wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in recorders), 10, "the recorder to exit")
+
+
+def test_the_recorder_exits_cleanly_while_its_control_pipe_is_still_open(tmp_path: Path) -> None:
+    """The API process closes the recorder's stdin only after the result; the recorder must not abort meanwhile.
+
+    Its control thread sits in a read of stdin at exit: a normal interpreter shutdown aborted (SIGABRT, "Fatal
+    Python error: _enter_buffered_busy") after every recording, with a core file where core dumps are on.
+    """
+    import subprocess
+    import sys
+
+    from capture.recorder_protocol import MSG_RESULT, OP_START, PROTOCOL_VERSION, decode, encode
+
+    items = ["record.duration_s=0.5", "record.audio=sim", "record.cameras=[]"]
+    start = {"op": OP_START, "version": PROTOCOL_VERSION, "path": str(tmp_path / "s"), "items": items}
+    with subprocess.Popen(
+        [sys.executable, "-m", "capture.recorder_process"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    ) as proc:  # fmt: skip
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        proc.stdin.write(encode(start))
+        proc.stdin.flush()
+        kinds = [decode(line).get("type") for line in proc.stdout]  # until the recorder closes its end
+        code = proc.wait(30)  # stdin still open, as the API process leaves it
+        err = proc.stderr.read().decode(errors="replace")
+    assert kinds[-1] == MSG_RESULT
+    assert "Fatal Python error" not in err, err[-400:]
+    assert code == 0
+    assert run_vrcap("validate", str(tmp_path / "s")).returncode == 0
