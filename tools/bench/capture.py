@@ -208,7 +208,9 @@ def main() -> int:
         f"p50 {slat.get('p50', 0):.1f} ms p99 {slat.get('p99', 0):.1f} ms; session valid: {sub['valid']}"
     )
     print(f"ratio engine in this process / unavoidable CPU: {ratio:.2f}x")
-    print(f"ratio recorder process / back-to-back work (for comparison with figures before 2026-12-02): {flat_ratio:.2f}x")
+    print(
+        f"ratio recorder process / back-to-back work (for comparison with figures before 2026-12-02): {flat_ratio:.2f}x"
+    )
     print(
         f"ratio recorder process / unavoidable CPU: {sub_ratio:.2f}x  "
         f"(goal <= 1.3x: {'PASS' if sub_ratio <= 1.3 else 'MISS'})"
