@@ -129,7 +129,14 @@ async def get_overview(
     path, key = _finished(settings, recorder, name)
     try:
         return Overview(**await review.overview(path, key, points))
-    except (VrcapError, OSError, ValueError, KeyError) as exc:
+    except (
+        VrcapError,
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        OverflowError,
+    ) as exc:  # a sample's odd field
         raise _unreadable(name, exc) from None
 
 

@@ -68,6 +68,24 @@ def test_overview_marks_drops_and_pauses_and_measures_speed(tmp_path: Path) -> N
     assert len(audio["t"]) <= 100 and audio["peak"] == pytest.approx(599 / 32768, abs=1e-4)
 
 
+@pytest.mark.parametrize(("field", "value"), [("v", "yes"), ("t", 2**63 + 5), ("t", 1.5)])
+def test_a_sample_with_a_field_of_the_wrong_type_is_refused_as_bad_data_not_a_crash(
+    served: ServeProcess, field: str, value: object
+) -> None:
+    """What a crafted or damaged session can hold (the CRC covers what was written, not that it makes sense)."""
+    name = f"odd-{field}-{type(value).__name__}"
+    path = served.root / "sessions" / name
+    with SessionWriter.create(path, STREAMS, config=WriterConfig(fsync=False)) as writer:
+        for seq in range(20):
+            packet = synthetic_packet(seq)
+            if seq == 10:
+                packet["s"]["head"][0][field] = value
+            writer.write_packet(packet)
+    with served.client() as client:
+        got = client.get(f"/api/v1/sessions/{name}/overview")
+    assert (got.status_code, got.json()["error"]) == (409, "bad-session-data"), got.text
+
+
 def test_imported_annotations_are_on_the_timeline(tmp_path: Path) -> None:
     session = synthetic(tmp_path / "s")
     cues = tmp_path / "cues.srt"
