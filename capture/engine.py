@@ -142,9 +142,8 @@ class CaptureEngine:
         self._assembler: FrameAssembler | None = None
         self._started: list[PushSource] = []
         self._next_seq = 0
-        self._skips: list[
-            tuple[int, int, int]
-        ] = []  # (due ns, lag ns, frames) of each skip of the frame loop
+        # (due ns, lag ns, frames) of each skip of the frame loop
+        self._skips: list[tuple[int, int, int]] = []
         self._written: dict[str, int] = {}  # samples put into packets per stream, the polled ones too
 
     # --- control, from any thread --------------------------------------------------------------------

@@ -35,9 +35,8 @@ def raise_priority(nice: int, rt_priority: int = 0) -> int:
     for tid in _threads():  # Linux: a nice value is per thread; threads already running (BLAS pools) too
         with contextlib.suppress(OSError):  # not permitted, or the thread has ended: keep its priority
             os.setpriority(os.PRIO_PROCESS, tid, nice)
-    if (
-        rt_priority > 0
-    ):  # round-robin real time, as audio servers ask for; the kernel caps it at 95% of a core
+    # round-robin real time, as audio servers ask for; the kernel caps it at 95% of a core
+    if rt_priority > 0:
         try:
             os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(rt_priority))
         except (OSError, AttributeError) as exc:  # not permitted (no CAP_SYS_NICE / RLIMIT_RTPRIO): nice only

@@ -110,6 +110,11 @@ def _finished(settings: Any, recorder: Any, name: str) -> tuple[Path, Key]:
     return path, key
 
 
+# What reading a damaged or crafted session raises: a bad record (VrcapError), I/O, or a sample field of the wrong
+# type or range (a float time, a flag over 2^63) that the review's int64 columns refuse.
+UNREADABLE = (VrcapError, OSError, ValueError, KeyError, TypeError, OverflowError)
+
+
 def _unreadable(name: str, exc: Exception) -> ApiError:
     return ApiError(
         409, "bad-session-data", f"session {name!r} cannot be read: {exc}",
@@ -129,14 +134,7 @@ async def get_overview(
     path, key = _finished(settings, recorder, name)
     try:
         return Overview(**await review.overview(path, key, points))
-    except (
-        VrcapError,
-        OSError,
-        ValueError,
-        KeyError,
-        TypeError,
-        OverflowError,
-    ) as exc:  # a sample's odd field
+    except UNREADABLE as exc:
         raise _unreadable(name, exc) from None
 
 

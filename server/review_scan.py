@@ -39,13 +39,7 @@ class _Track:
         self.name, self.kind, self.width, self.joint = name, kind, width, joint
         self.t = array("q")  # machine ints, contiguous: numpy takes them without a conversion pass
         self.v = array("q")
-        self.d: list[bytes] = []
-
-    def add(self, samples: list[dict[str, Any]]) -> None:
-        for sample in samples:
-            self.t.append(sample[S_TIME])
-            self.v.append(sample.get(S_VALID, 0))
-            self.d.append(sample[S_DATA])
+        self.d: list[bytes] = []  # filled by overview()'s pass, which appends to all three directly
 
     def positions(self) -> tuple[np.ndarray, np.ndarray]:
         """(times, (N, 3) positions) of the samples whose position is valid and finite."""

@@ -83,9 +83,8 @@ class LeRobotWriter:
         self.frames = 0
         self.files = 0
         self.stats: dict[str, RunningStats] = {}
-        self.pix_fmts: dict[
-            str, str
-        ] = {}  # video key -> what its frames decode to, when not the configured one
+        # video key -> what its frames decode to, when not the configured one
+        self.pix_fmts: dict[str, str] = {}
 
     def task_index(self, task: str) -> int:
         return self.tasks.setdefault(task, len(self.tasks))

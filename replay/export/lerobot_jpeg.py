@@ -117,13 +117,10 @@ class JpegCopier:
 
     def _add_stats(self, jpeg: bytes) -> None:
         bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-        if (
-            bgr is not None
-        ):  # the re-encoding path's grid (a scaled decode averages away the spread: std -25%)
-            grid = (
-                bgr[::STATS_GRID, ::STATS_GRID, ::-1].reshape(-1, 3) / 255.0
-            )  # RGB order, 0..1, as LeRobot's
-            self.stats.add_image(grid)
+        # the re-encoding path's grid (a scaled decode averages away the spread: std -25%)
+        if bgr is not None:
+            # RGB order, 0..1, as LeRobot's
+            self.stats.add_image(bgr[::STATS_GRID, ::STATS_GRID, ::-1].reshape(-1, 3) / 255.0)
 
     def close(self) -> None:
         if not self._closed:
