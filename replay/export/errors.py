@@ -10,9 +10,22 @@ UsageError (vrcap.errors)        bad --format, --out or options (exit 2)
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 from replay.errors import ReplayError
+
+# What to do about a failed write depends on why it failed: "free some space" is no help for a folder that
+# does not exist. Anything not listed gets the generic hint.
+_FIXES = {
+    errno.ENOSPC: "Free some space or pick another --out",
+    errno.EDQUOT: "Free some space (the disk quota is reached) or pick another --out",
+    errno.EFBIG: "The file system's file size limit is reached: pick another --out",
+    errno.ENOENT: "This file system does not take new files there: pick another --out",
+    errno.EACCES: "You may not write there: pick a folder you can write to",
+    errno.EPERM: "You may not write there: pick a folder you can write to",
+    errno.EROFS: "The file system is read-only: pick another --out",
+}
 
 
 class ExportError(ReplayError):
@@ -37,7 +50,5 @@ class ExportRefused(ExportError):
 class OutputFailed(ExportError):
     def __init__(self, target: Path, exc: OSError) -> None:
         self.target = target
-        super().__init__(
-            f"cannot write {target}: {exc.strerror or exc}; nothing was left behind. Free some space or pick "
-            "another --out"
-        )
+        fix = _FIXES.get(exc.errno or 0, "Check the disk and the folder, or pick another --out")
+        super().__init__(f"cannot write {target}: {exc.strerror or exc}; nothing was left behind. {fix}")

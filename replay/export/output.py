@@ -17,8 +17,16 @@ from vrcap.errors import UsageError
 
 
 def refuse_existing(target: Path) -> None:
+    """Refuse, before anything is read, an output that exists or whose folder can never be made."""
     if target.exists():
         raise UsageError(f"{target} already exists; nothing was written. Remove it or pick another --out")
+    for parent in target.parents:  # the folders are made on demand, up to the first one that exists
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(
+                    f"{parent} is a file, not a folder, so {target} cannot be written; pick another --out"
+                )
+            return
 
 
 @contextlib.contextmanager

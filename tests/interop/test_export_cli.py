@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -77,6 +78,41 @@ def test_an_existing_output_is_never_replaced(interop_session: Path, tmp_path: P
     done = run_vrcap("export", str(interop_session), "--format", "xdf", "--out", str(target))
     assert done.returncode == 2 and "already exists" in done.stderr and len(_lines(done.stderr)) == 1
     assert target.read_bytes() == b"earlier work"
+
+
+@pytest.mark.parametrize(("fmt", "out"), [("mcap", "a.mcap"), ("xdf", "deeper/a.xdf"), ("lerobot", "ds")])
+def test_an_output_under_a_file_is_refused_before_reading(
+    interop_session: Path, tmp_path: Path, fmt: str, out: str
+) -> None:
+    """--out inside something that is a file: one line that says so (not "File exists"), exit 2, nothing made."""
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder")
+    done = run_vrcap("export", str(interop_session), "--format", fmt, "--out", str(blocker / out))
+    assert done.returncode == 2, done.stderr
+    assert _lines(done.stderr) == [
+        f"vrcap export: error: {blocker} is a file, not a folder, so {blocker / out} cannot be written; "
+        "pick another --out"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert blocker.read_text() == "a file, not a folder"
+
+
+def test_a_failed_write_names_the_fix_for_its_cause() -> None:
+    """The hint follows the errno: "free some space" only when space is what is missing."""
+    import errno
+
+    from replay.export.errors import OutputFailed
+
+    def message(code: int) -> str:
+        return str(OutputFailed(Path("out.mcap"), OSError(code, os.strerror(code))))
+
+    assert message(errno.ENOSPC).endswith("nothing was left behind. Free some space or pick another --out")
+    assert "pick a folder you can write to" in message(errno.EACCES)
+    assert "read-only" in message(errno.EROFS)
+    assert "Free some space" not in message(errno.ENOENT) and "Free some space" not in message(errno.EIO)
+    assert message(errno.EIO).startswith(
+        "cannot write out.mcap: Input/output error; nothing was left behind."
+    )
 
 
 def test_a_session_still_recording_exports_what_it_holds(tmp_path: Path) -> None:
