@@ -213,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: say so in one line, keep the traceback for whoever asks
         if os.environ.get("VRCAP_DEBUG"):
             raise
+        from vrcap.storage_errors import storage_error_message
+
+        storage = storage_error_message(exc)  # an object store's set-up, not a bug
+        if storage is not None:
+            print(f"vrcap {args.command}: error: {storage}", file=sys.stderr)
+            return EXIT_USAGE
         print(
             f"vrcap {args.command}: internal error: {type(exc).__name__}: {exc} "
             "(this is a bug; rerun with VRCAP_DEBUG=1 for the traceback and report it)",

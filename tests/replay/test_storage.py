@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import run_vrcap
-from tests.replay.conftest import write_sim_session
+from tests.replay.conftest import free_port, write_sim_session
 
 BUCKET = "vrcap-test"
 SESSIONS = ("kitchen-1", "kitchen-2")
@@ -78,6 +78,41 @@ def test_a_missing_bucket_is_one_line_and_exit_2(s3: object, s3_env: dict[str, s
     err = done.stderr.strip()
     assert done.returncode == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
     assert "s3://no-such-bucket/sessions" in err
+
+
+def test_no_credentials_is_one_line_naming_where_to_set_them(
+    s3: object, s3_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A user without AWS credentials got "internal error: NoCredentialsError ... this is a bug" (exit 70)."""
+    nowhere = str(tmp_path / "no-such-file")
+    env = {
+        **s3_env, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_SHARED_CREDENTIALS_FILE": nowhere, "AWS_CONFIG_FILE": nowhere, "AWS_EC2_METADATA_DISABLED": "true",
+    }  # fmt: skip
+    done = run_vrcap("replay", f"s3://{BUCKET}/sessions", "--to-tensors", str(tmp_path / "t"), env=env)
+    err = done.stderr.strip()
+    assert done.returncode == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("vrcap replay: error: the object store needs credentials and found none"), err
+    assert "AWS_ACCESS_KEY_ID" in err and "internal error" not in err
+    assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize("direction", ["sessions", "tensors"])
+def test_an_endpoint_that_does_not_answer_is_one_line(
+    s3_env: dict[str, str], sessions: Path, tmp_path: Path, direction: str
+) -> None:
+    """AWS_ENDPOINT_URL at a closed port, reading sessions or writing tensors: exit 2, not "internal error"."""
+    env = {**s3_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AWS_MAX_ATTEMPTS": "1"}
+    args = (
+        (f"s3://{BUCKET}/sessions", "--to-tensors", str(tmp_path / "t"))
+        if direction == "sessions"
+        else (str(sessions / SESSIONS[0]), "--to-tensors", f"s3://{BUCKET}/t")
+    )
+    done = run_vrcap("replay", *args, env=env)
+    err = done.stderr.strip()
+    assert done.returncode == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("vrcap replay: error: the object store does not answer"), err
+    assert "AWS_ENDPOINT_URL" in err
 
 
 def test_the_dataset_reads_an_s3_tensor_url_like_a_local_folder(
