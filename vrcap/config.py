@@ -238,8 +238,16 @@ def load_config(
     try:
         return build(cls, data)
     except ConfigError as exc:
-        where = f" (from {source})" if source is not None else ""
-        raise ConfigError(f"{exc}{where}") from None
+        raise ConfigError(f"{exc}{_origin(str(exc), source, overrides or [])}") from None
+
+
+def _origin(message: str, source: Path | None, overrides: list[str]) -> str:
+    """Where the bad value came from: the user's own override when the message names its key, else the file."""
+    for item in reversed(overrides):  # the last override of a key is the one in force
+        key = item.split("=", 1)[0].strip()
+        if key and message.startswith((f"{key} ", f"{key}:", f"{key}.")):
+            return f" (from the command line: {item})"
+    return f" (from {source})" if source is not None else ""
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -95,6 +95,22 @@ def test_overrides_follow_the_schema_types_not_yaml_1_1() -> None:
         load_config(CaptureConfig, None, ["writer.fsync=maybe"])
 
 
+def test_a_bad_value_is_traced_to_where_the_user_typed_it(tmp_path: Path) -> None:
+    """An override's error named the shipped YAML as its origin; the user typed it on the command line."""
+    from replay.config import ReplayConfig
+
+    with pytest.raises(ConfigError) as typed:
+        load_config(ReplayConfig, None, ["images.size=64", "images.size=abc"], "replay.yaml")
+    assert str(typed.value) == (
+        "images.size must be an integer, got 'abc' (from the command line: images.size=abc)"
+    )
+    own = tmp_path / "mine.yaml"
+    own.write_text("images:\n  size: abc\n")
+    with pytest.raises(ConfigError) as filed:
+        load_config(ReplayConfig, own, ["step.rate_hz=30"], "replay.yaml")
+    assert str(filed.value) == f"images.size must be an integer, got 'abc' (from {own})"
+
+
 def test_config_names_and_paths() -> None:
     from training.config import load_train_config
 
