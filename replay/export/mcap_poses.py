@@ -13,11 +13,11 @@ protobuf's own bytes only in writing 0.0 fields explicitly, which proto3 readers
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 
+from replay.export.mcap_wire import field, timestamp_field
 from vrcap.streams import StreamDescriptor
 
 # One Pose field as written: tag 0x1A, length, then position (tag 0x0A, length 27, three tagged doubles) and
@@ -29,22 +29,6 @@ _POSITION_AT = 2 + len(_POSITION) + 1  # first position double, after its tag
 _ORIENTATION_AT = 2 + len(_POSITION) + 3 * 9 + len(_ORIENTATION) + 1
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 def _pose_template() -> bytes:
     doubles = lambda count: b"".join(bytes([(i + 1) << 3 | 1]) + bytes(8) for i in range(count))  # noqa: E731
     body = _POSITION + doubles(3) + _ORIENTATION + doubles(4)
@@ -52,38 +36,24 @@ def _pose_template() -> bytes:
 
 
 class PosesInFramePacker:
-    """Serialized PosesInFrame messages for one hand stream: (joints, >=7) float values, position + xyzw."""
+    """Serialized PosesInFrame messages for one hand stream: (joints, >=7) float values, position + xyzw.
+
+    The packer owns one message buffer that every ``pack`` refills through two views made once: it is used
+    by one exporter, one sample at a time, and each result is a copy (``tobytes``).
+    """
 
     def __init__(self, frame_id: str, desc: StreamDescriptor) -> None:
         self.joints = int(desc.shape[0])
         self.per_joint = int(math.prod(desc.shape[1:]))
         self.dtype = np.dtype(desc.dtype).newbyteorder("<")
-        self.frame = _field(2, frame_id.encode())
-        self.template = np.frombuffer(_pose_template() * self.joints, np.uint8).copy()
+        self.frame = field(2, frame_id.encode())
+        self.buffer = np.frombuffer(_pose_template() * self.joints, np.uint8).copy()
+        n = self.joints
+        self.position = np.ndarray((n, 3), "<f8", self.buffer, _POSITION_AT, (POSE_BYTES, 9))
+        self.orientation = np.ndarray((n, 4), "<f8", self.buffer, _ORIENTATION_AT, (POSE_BYTES, 9))
 
     def pack(self, wall_ns: int, data: bytes) -> bytes:
         joints = np.frombuffer(data, self.dtype).reshape(self.joints, self.per_joint)
-        return poses_bytes(wall_ns, self.frame, joints, self.template)
-
-
-def poses_bytes(wall_ns: int, frame: bytes, joints: np.ndarray, template: np.ndarray) -> bytes:
-    """``template`` (a copy is written) filled with ``joints`` (n, >=7), after the stamp and the frame field."""
-    buffer = template.copy()
-    n = joints.shape[0]
-    position = np.ndarray((n, 3), "<f8", buffer, _POSITION_AT, (POSE_BYTES, 9))
-    orientation = np.ndarray((n, 4), "<f8", buffer, _ORIENTATION_AT, (POSE_BYTES, 9))
-    position[...] = joints[:, :3]
-    orientation[...] = joints[:, 3:7]
-    return timestamp_field(wall_ns) + frame + buffer.tobytes()
-
-
-@functools.lru_cache(maxsize=4)
-def _seconds(seconds: int) -> bytes:
-    return b"\x08" + _varint(seconds)  # the same for a whole second of messages
-
-
-def timestamp_field(wall_ns: int) -> bytes:
-    """Field 1 as a google.protobuf.Timestamp (seconds, nanos; nanos left out when 0, as protobuf does)."""
-    seconds, nanos = divmod(int(wall_ns), 1_000_000_000)
-    stamp = _seconds(seconds) + (b"\x10" + _varint(nanos) if nanos else b"")
-    return b"\x0a" + bytes((len(stamp),)) + stamp
+        self.position[...] = joints[:, :3]
+        self.orientation[...] = joints[:, 3:7]
+        return timestamp_field(wall_ns) + self.frame + self.buffer.tobytes()
