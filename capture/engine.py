@@ -325,6 +325,7 @@ class CaptureEngine:
             p50, p99 = np.percentile(lat, [50, 99])
             latency = {"p50": float(p50), "p99": float(p99), "max": float(lat.max())}
         stats = writer.stats()
+        self.stats.frames, self.stats.samples = frames, dict(self._written)  # the last frame counted too
         self.stats.state = "stopped"
         return RecordingResult(
             self.path, frames, dropped, stats["duration_s"], writer.bytes_written, reason,
