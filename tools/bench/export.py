@@ -7,6 +7,8 @@ The session is the simulator's, written offline (tools/bench/replay.py's ``write
 controls, 48 kHz audio, two 640x480 JPEG q90 cameras at 30 fps), so recording is not timed. Measured, best of
 ``--repeat`` (LeRobot once per codec: it is minutes, not seconds):
     read     SessionReader.packets() with CRC checks: every packet decoded, no JPEG decoded (the reference)
+    copy     the session's files copied in the kernel (shutil.copyfile) and fsynced, as an export's output is:
+             the floor of writing those bytes at all, which reading (memory-mapped, JPEG bytes untouched) is not
     mcap     `vrcap export --format mcap` (foxglove-sdk writer, Foxglove protobuf, lz4 chunks, JPEG bytes copied
              as they are); "mcap none" the same with mcap.compression=none, to show what LZ4 costs
     xdf      `vrcap export --format xdf`
@@ -24,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -49,6 +52,15 @@ def read_only(session: Path) -> None:
     with SessionReader(session) as reader:
         for _ in reader.packets():
             pass
+
+
+def copy_only(session: Path, into: Path) -> None:
+    into.mkdir()
+    for path in sorted(session.iterdir()):
+        shutil.copyfile(path, into / path.name)
+        with open(into / path.name, "rb") as f:
+            os.fsync(f.fileno())
+    shutil.rmtree(into)
 
 
 def timed(repeat: int, fn: Callable[[int], None]) -> tuple[float, float]:
@@ -100,7 +112,10 @@ def main() -> int:
         else:
             session = write_session(args.session or tmpdir / "session", args.seconds, ("left", "right"))
         size_mb = sum(p.stat().st_size for p in session.glob("packets-*.vrc")) / 1e6
-        runs: dict[str, Callable[[int], None]] = {"read": lambda i: read_only(session)}
+        runs: dict[str, Callable[[int], None]] = {
+            "read": lambda i: read_only(session),
+            "copy": lambda i: copy_only(session, tmpdir / f"copy-{i}"),
+        }
         formats = args.formats.split(",")
         for fmt in (f for f in ("mcap", "xdf") if f in formats):
             runs[fmt] = lambda i, fmt=fmt: _export(session, fmt, tmpdir / f"{fmt}-{i}.{fmt}", ExportConfig())
@@ -115,25 +130,25 @@ def main() -> int:
         for name, fn in runs.items():
             repeat = 1 if name.startswith("lerobot") else args.repeat
             seconds, cpu = timed(repeat, fn)
-            memory = peak_mb(lambda fn=fn, name=name: fn(100)) if name != "read" else None
+            memory = peak_mb(lambda fn=fn, name=name: fn(100)) if name not in ("read", "copy") else None
             results[name] = {"s": seconds, "cpu_s": cpu, "mb_s": size_mb / seconds,
                              "x_realtime": args.seconds / seconds, "peak_python_mb": memory}  # fmt: skip
-        read = results["read"]["s"]
+        read, copy = results["read"]["s"], results["copy"]["s"]
         for name, r in results.items():
             if name == "machine":
                 continue
-            r["speed_over_read"] = read / r["s"]
+            r["speed_over_read"], r["speed_over_copy"] = read / r["s"], copy / r["s"]
             goal = ""
             if name.startswith("mcap"):
                 ok = r["speed_over_read"] >= GOAL_MCAP_OVER_READ
                 goal = f"goal >= {GOAL_MCAP_OVER_READ}x read: {'pass' if ok else 'MISS'}"
-            elif name != "read":
+            elif name not in ("read", "copy"):
                 goal = f"goal >= {GOAL_X_REALTIME:g}x real time: {'pass' if r['x_realtime'] >= GOAL_X_REALTIME else 'MISS'}"
             memory = (
                 f"peak Python {r['peak_python_mb']:6.1f} MB" if r["peak_python_mb"] is not None else " " * 21
             )
             print(f"{name:13s} {r['s']:7.2f} s ({r['cpu_s']:6.2f} CPU-s)  {r['mb_s']:7.1f} MB/s  {r['x_realtime']:7.1f}x real time  "
-                  f"{r['speed_over_read']:5.2f}x read speed  {memory}  {goal}")  # fmt: skip
+                  f"{r['speed_over_read']:5.2f}x read speed  {r['speed_over_copy']:5.2f}x copy speed  {memory}  {goal}")  # fmt: skip
     print(
         f"machine: {results['machine']}; a {args.seconds:g} s session of {size_mb:.0f} MB (2 cameras 640x480); "
         f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
