@@ -33,8 +33,9 @@ def _one_line_error(result: subprocess.CompletedProcess[str], code: int, *needle
 def test_bad_config_value_is_one_line_exit_2(tmp_path: Path) -> None:
     result = run_vrcap("train", "--config", str(TINY), "--data", str(tmp_path), "optim.lr=-1")
     _one_line_error(
-        result, 2, "vrcap train: error:", "optim.lr must be in (0, 1e+30] (got -1.0)", "tiny.yaml"
-    )
+        result, 2, "vrcap train: error:", "optim.lr must be in (0, 1e+30] (got -1.0)",
+        "(from the command line: optim.lr=-1)",
+    )  # fmt: skip
     result = run_vrcap("train", "--config", str(TINY), "--data", str(tmp_path), "model.widht=3")
     _one_line_error(result, 2, "unknown setting 'model.widht'", "d_model")
 
