@@ -51,8 +51,9 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Two phases (tools/ci/run-tests.sh): untimed tests on every core, then the realtime ones alone; the Monado
-# chroot starts building first, in the background, so it overlaps setting up .venv. `$(BIN)/python -m pytest` runs everything in one process.
+# Two phases (tools/ci/run-tests.sh): untimed tests on every core, then the realtime ones alone. The Monado
+# chroot starts building first, in the background, so it overlaps setting up .venv.
+# `$(BIN)/python -m pytest` runs everything in one process.
 test:
 	@bash tools/ci/run-tests.sh --start-build
 	@$(MAKE) --no-print-directory lint

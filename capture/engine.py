@@ -14,8 +14,9 @@ file and device in ``finally``.
 
 The frame loop runs on a thread of its own and paces itself with ``time.sleep``; ``run()`` awaits it. Why not
 on the event loop: each asyncio wake-up (timer heap, three loop iterations, epoll with its millisecond rounding)
-cost ~190-240 µs of CPU a frame here against ~80 µs for a thread's sleep, about 1 CPU-s a minute at 90 Hz,
-and the clock no longer depends on anything else that runs on the loop (the status line, the stats stream).
+cost ~190-240 µs of CPU a frame against ~80-110 µs for a thread's sleep (tools/bench/frame_loop.py), ~0.5 CPU-s
+a minute at 90 Hz; and the clock no longer depends on anything else that runs on the loop (the status line, the
+stats stream).
 """
 
 from __future__ import annotations

@@ -245,7 +245,14 @@ def _origin(message: str, source: Path | None, overrides: list[str]) -> str:
     """Where the bad value came from: the user's own override when the message names its key, else the file."""
     for item in reversed(overrides):  # the last override of a key is the one in force
         key = item.split("=", 1)[0].strip()
-        if key and message.startswith((f"{key} ", f"{key}:", f"{key}.")):
+        parts = key.split(".")
+        prefixes = [
+            ".".join(parts[: i + 1]) for i in range(len(parts))
+        ]  # `nope.x`: the unknown part is `nope`
+        if key and (
+            message.startswith((f"{key} ", f"{key}:", f"{key}."))
+            or any(message.startswith(f"unknown setting {p!r}") for p in prefixes)
+        ):
             return f" (from the command line: {item})"
     return f" (from {source})" if source is not None else ""
 

@@ -104,6 +104,13 @@ def test_a_bad_value_is_traced_to_where_the_user_typed_it(tmp_path: Path) -> Non
     assert str(typed.value) == (
         "images.size must be an integer, got 'abc' (from the command line: images.size=abc)"
     )
+    with pytest.raises(ConfigError) as unknown:
+        load_config(ReplayConfig, None, ["images.sizee=3"], "replay.yaml")
+    assert str(unknown.value).endswith("(from the command line: images.sizee=3)")
+    with pytest.raises(ConfigError) as section:
+        load_config(ReplayConfig, None, ["nope.x=3"], "replay.yaml")
+    assert str(section.value).startswith("unknown setting 'nope'")
+    assert str(section.value).endswith("(from the command line: nope.x=3)")
     own = tmp_path / "mine.yaml"
     own.write_text("images:\n  size: abc\n")
     with pytest.raises(ConfigError) as filed:
