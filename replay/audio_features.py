@@ -3,7 +3,7 @@
 Why the clock mapping and not the blocks' own ``t``: a sound card's clock drifts against the host's, and the
 recorder stores the fitted mapping ``t = a + b·index`` (segments restart at overflows) in session.json. Each
 step's first sample is found by inverting that mapping at the step's time, independently per step, so
-windows never accumulate drift. Log-mel is plain numpy (rfft + triangular filters): no downloads.
+windows never accumulate drift. Log-mel is numpy and scipy.fft (rfft + triangular filters): no downloads.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.fft
 
 CHUNK = 512  # frames per FFT batch: temporaries of ~2.5 MB stay in cache
 LOG_FLOOR = 1e-10  # power floor before the log: silence (exact zeros) gives log(1e-10) = -23.03
@@ -147,7 +148,7 @@ def log_mel(
         # the converter's chunk-builder thread beside the reader, and a pool per call only added thread starts
         # and GIL hand-offs (replay/convert_session.py).
         frames = view[starts[lo : lo + CHUNK]] * hann
-        spec = np.fft.rfft(frames, n=n_fft, axis=1)
+        spec = scipy.fft.rfft(frames, n=n_fft, axis=1)  # float32 in, complex64 out: 4x numpy's speed here
         power = np.square(spec.real)
         power += np.square(spec.imag)
         mel = power.astype(np.float64) @ bank

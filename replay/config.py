@@ -20,8 +20,10 @@ from vrcap.config import load_config
 from vrcap.errors import ConfigError
 
 # Bumped whenever the converter's output changes for the same input and config (an algorithm fix).
-CONVERTER_VERSION = 2  # 2: log-mel's filterbank product in float64 (byte-identical across BLAS set-ups)
+CONVERTER_VERSION = 3  # 2: log-mel's filterbank product in float64 (byte-identical across BLAS set-ups);
+# 3: its FFT in float32 by scipy.fft (numpy's float32 FFT gives other last bits)
 FRAMES = ("stage", "head")
+BUILDERS = ("auto", "process", "thread")  # convert.builder (replay/chunk_builder.py)
 
 
 @dataclass
@@ -190,6 +192,11 @@ class ConvertConfig:
         2.0, ge=0.1, le=60.0,
         description="a chunk is built once packets run this far past it (samples arriving late)",
     )  # fmt: skip
+    builder: str = Field(
+        "auto",
+        description='where chunks are built: "process" (beside the reader, on another core), "thread", or '
+        '"auto" (a process unless this is a worker of --workers N or Dask, or the machine has one core)',
+    )
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.chunk_s <= 3600.0:
@@ -200,6 +207,8 @@ class ConvertConfig:
             raise ConfigError(
                 f"convert.lookahead_s must be between 0.1 and 60 s (got {self.lookahead_s}); 2 is usual"
             )
+        if self.builder not in BUILDERS:
+            raise ConfigError(f"convert.builder must be one of {', '.join(BUILDERS)} (got {self.builder!r})")
 
 
 @dataclass

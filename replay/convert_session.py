@@ -1,12 +1,14 @@
 """One session to one shard, in memory bounded by a chunk of steps, whatever the session's length.
 
-    packets ─► SessionCollector ─► ChunkInput ─► build_chunk (another thread) ─► ShardWriter.append
-    (validation pass, main thread)    every convert.chunk_s          numpy, releases the GIL    spill files
+    packets ─► SessionCollector ─► ChunkInput ─► ChunkBuilder ─────────────────► ShardWriter.append
+    (validation pass, reader)     every convert.chunk_s   a process of its own,     spill files
+                                                          or a thread (workers)
 
-The reader (Python, holds the GIL) and the chunk builder (numpy: interpolation, FFTs, waiting for JPEG decodes)
-overlap; at most one chunk is being built while the next is read, so memory holds about three chunks: the one
-being read, the one being built and its output. At the end the spill files become the shard (ShardWriter).
-This runs in a worker process (local engine) or a Dask worker; it returns the session's manifest entry.
+The reader (Python: decoding, validation, gathering) and the chunk builder (numpy: interpolation, FFTs) overlap;
+at most one chunk is being built while the next is read, so memory holds about three chunks: the one being
+read, the one being built and its output. Camera frames are decoded on a thread pool as they are chosen. At
+the end the spill files become the shard (ShardWriter). This runs in the CLI's process, a worker process
+(local engine) or a Dask worker; it returns the session's manifest entry.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from replay.chunk_builder import ChunkBuilder
 from replay.config import ReplayConfig
 from replay.extract import ChunkInput, SessionCollector
 from replay.shardwriter import ShardWriter
-from replay.tensors import ChunkTensors, Periods, SessionTotals, audio_summary, build_chunk
+from replay.tensors import ChunkTensors, Periods, SessionTotals, audio_summary
 from vrcap.annotate_format import imported_texts, list_sidecars
 from vrcap.errors import FormatError, VrcapError
 
@@ -111,10 +113,10 @@ def convert_session(
     spill = spill_root / f".{session.name}.spill-{os.getpid()}-{time.monotonic_ns()}"
     with (
         ShardWriter(spill) as writer,
-        ThreadPoolExecutor(1, thread_name_prefix="vrcap-chunk") as pool,
+        ChunkBuilder(meta, config, layout, periods, config.convert.builder) as builder,
         one_thread_per_call(),
     ):
-        pending: list[Future[None]] = []
+        pending: list[Callable[[], ChunkTensors]] = []
 
         def write(chunk: ChunkTensors) -> None:
             for name, rows in chunk.tensors.items():
@@ -125,8 +127,8 @@ def convert_session(
 
         def emit(chunk: ChunkInput) -> None:
             while pending:  # one chunk in the builder at a time: memory stays at a few chunks
-                pending.pop().result()
-            pending.append(pool.submit(lambda: write(build_chunk(chunk, meta, config, layout, periods))))
+                write(pending.pop()())
+            pending.append(builder.submit(chunk))
 
         collector = SessionCollector(
             meta, rate, config.images.tolerance_steps * 1e9 / rate, config.images.size, config.images.crop,
@@ -148,7 +150,7 @@ def convert_session(
                 return {"name": session.name, "path": source or str(session), "refused": problems[0] + more}
             steps = collector.finish()
             while pending:
-                pending.pop().result()
+                write(pending.pop()())
         finally:
             collector.close()
         notes = list(totals.notes)

@@ -109,19 +109,49 @@ class StreamColumns:
     data: list[bytes]
     valid: list[int]
 
+    def packed(self) -> PackedColumns:
+        """The same samples as a few flat buffers: what crosses to the builder process (one pickled buffer
+        each instead of thousands of small objects; replay/chunk_builder.py)."""
+        return PackedColumns(
+            self.descriptor,
+            np.asarray(self.times, np.int64),
+            b"".join(self.data),
+            np.fromiter(map(len, self.data), np.int64, len(self.data)),
+            np.asarray(self.valid, np.int64),
+        )
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Times (N,) int64 sorted, values (N, *shape) float32, valid (N,) bool (position + orientation)."""
+        return self.packed().arrays()
+
+
+@dataclass
+class PackedColumns:
+    """One stream's samples as arrays and one byte string of every sample's data back to back."""
+
+    descriptor: StreamDescriptor
+    times: np.ndarray  # (N,) int64, as received
+    blob: bytes  # the N samples' data, joined
+    sizes: np.ndarray  # (N,) int64 bytes of each sample's data
+    valid: np.ndarray  # (N,) int64 validity bits
+
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Times (N,) int64 sorted, values (N, *shape) float32, valid (N,) bool (position + orientation)."""
         d = self.descriptor
         shape = tuple(d.shape)
-        times = np.asarray(self.times, np.int64)
         item = int(np.prod(shape)) * np.dtype(d.dtype).itemsize
-        sizes = np.fromiter(map(len, self.data), np.int64, len(self.data))
-        good = sizes == item  # a wrong-sized sample is dropped, not guessed
-        kept = self.data if good.all() else [b for b, ok in zip(self.data, good, strict=True) if ok]
-        values = np.frombuffer(b"".join(kept), dtype=np.dtype(d.dtype).newbyteorder("<"))
-        values = values.reshape(len(kept), *shape).astype(np.float32)
-        times = times[good]
-        valid = (np.asarray(self.valid, np.int64)[good] & POSE_VALID) == POSE_VALID
+        good = self.sizes == item  # a wrong-sized sample is dropped, not guessed
+        blob = self.blob
+        if not good.all():
+            ends = np.cumsum(self.sizes)
+            starts = ends - self.sizes
+            blob = b"".join(
+                blob[a:b] for a, b in zip(starts[good].tolist(), ends[good].tolist(), strict=True)
+            )
+        values = np.frombuffer(blob, dtype=np.dtype(d.dtype).newbyteorder("<"))
+        values = values.reshape(int(good.sum()), *shape).astype(np.float32)
+        times = self.times[good]
+        valid = (self.valid[good] & POSE_VALID) == POSE_VALID
         order = np.argsort(times, kind="stable")
         return times[order], values[order], valid[order]
 
@@ -249,7 +279,7 @@ class ChunkInput:
     k0: int
     k1: int
     steps: np.ndarray  # (k1 - k0,) int64 step times
-    arrays: dict[str, StreamColumns]  # stream -> its samples; .arrays() gives (times, values, valid)
+    arrays: dict[str, StreamColumns | PackedColumns]  # stream -> its samples; .arrays(): times, values, valid
     audio: Any  # replay.audio_stream.AudioChunk, or None without an audio stream
     cameras: dict[str, CameraChunk]
     texts: list[

@@ -34,20 +34,20 @@ class Periods:
     """Each stream's nominal sample period: from its descriptor, else the median interval of the first chunk
     that has samples (then fixed, so every chunk bridges the same gaps)."""
 
-    def __init__(self, meta: SessionMeta) -> None:
+    def __init__(self, meta: SessionMeta, known: dict[str, float] | None = None) -> None:
         self.meta = meta
-        self._known: dict[str, float] = {}
+        self.known: dict[str, float] = dict(known or {})  # stream -> period, fixed once seen
 
     def __call__(self, name: str, times: np.ndarray) -> float:
-        if name not in self._known:
+        if name not in self.known:
             desc = self.meta.stream(name)
             if desc is not None and desc.rate_hz > 0:
-                self._known[name] = 1e9 / desc.rate_hz
+                self.known[name] = 1e9 / desc.rate_hz
             elif times.size > 1:
-                self._known[name] = float(np.median(np.diff(times)))
+                self.known[name] = float(np.median(np.diff(times)))
             else:
                 return 1e9
-        return self._known[name]
+        return self.known[name]
 
 
 def _sums(values: np.ndarray, mask: np.ndarray, axis: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -63,14 +63,27 @@ def _sums(values: np.ndarray, mask: np.ndarray, axis: tuple[int, ...]) -> dict[s
 def build_chunk(
     chunk: ChunkInput, meta: SessionMeta, config: ReplayConfig, layout: AudioLayout, periods: Periods
 ) -> ChunkTensors:
+    out = build_samples(chunk, meta, config, layout, periods)
+    add_cameras(out, chunk)
+    return out
+
+
+def build_samples(
+    chunk: ChunkInput, meta: SessionMeta, config: ReplayConfig, layout: AudioLayout, periods: Periods
+) -> ChunkTensors:
+    """Every tensor of the chunk but its cameras (what replay.chunk_builder builds in another process)."""
     out = ChunkTensors({"time_ns": chunk.steps})
     _poses(out, chunk, config, periods)
     _controls(out, chunk, config, periods)
     _audio(out, chunk, config, layout)
-    _cameras(out, chunk)
     _text(out, chunk, config)
-    out.tensors = dict(sorted(out.tensors.items()))
     return out
+
+
+def add_cameras(out: ChunkTensors, chunk: ChunkInput) -> None:
+    """The chunk's camera tensors (waits for their decodes), then every tensor in name order."""
+    _cameras(out, chunk)
+    out.tensors = dict(sorted(out.tensors.items()))
 
 
 class SessionTotals:

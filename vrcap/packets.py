@@ -7,6 +7,7 @@ ignored rather than fatal.
 
 from __future__ import annotations
 
+import struct
 from typing import Any, Literal, get_args
 
 import lz4.frame
@@ -69,11 +70,24 @@ _LZ4 = int(RecordFlags.LZ4)  # a plain int: `flags & IntFlag` goes through enum 
 DEFAULT_MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
 
 
+_LZ4_MAGIC = b"\x04\x22\x4d\x18"
+_CONTENT_SIZE = struct.Struct("<Q")
+
+
+def _declared_size(payload: bytes | memoryview) -> int:
+    """The frame's content size from its header (docs/FORMAT.md §3), read here when the header is the usual
+    one (magic, version 01, content-size flag): lz4's own get_frame_info releases and retakes the GIL on
+    every packet, which stalls the reader whenever another thread holds it. Anything else goes to lz4."""
+    if len(payload) >= 15 and payload[:4] == _LZ4_MAGIC and payload[4] & 0xC8 == 0x48:
+        return _CONTENT_SIZE.unpack_from(payload, 6)[0]
+    return lz4.frame.get_frame_info(payload).get("content_size", 0)
+
+
 def decode_payload(
     flags: int, payload: bytes | memoryview, max_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
 ) -> dict[str, Any]:
     if flags & _LZ4:
-        declared = lz4.frame.get_frame_info(payload).get("content_size", 0)
+        declared = _declared_size(payload)
         if not declared:
             raise ValueError("LZ4 frame does not store its content size (docs/FORMAT.md §3 requires it)")
         if declared > max_bytes:

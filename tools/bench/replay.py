@@ -7,9 +7,10 @@ Sessions are written offline from the simulator (capture.sim_source.SimPacketGen
 fsync), so neither rendering nor recording is timed:
     (a) poses + hands + controls + 48 kHz audio      (b) the same plus two 640x480 JPEG q90 cameras at 30 fps
 Conversion is `replay.convert.convert_one` (validation pass + read + align + log-mel + JPEG decode + shard
-write), best of ``--repeat``. References measured in the same run on the same session: just reading it
-(SessionReader.packets() with CRC checks, every packet decoded) and, for (b), a plain cv2.imdecode at full size
-plus cv2.resize to the target of every frame of both cameras, one thread. Each goal is printed beside them.
+write), best of ``--repeat``, after a first conversion that starts the chunk-builder process (its time is
+printed apart); for (a) also with ``convert.builder=thread``. References measured in the same run on the
+same session: just reading it (SessionReader.packets() with CRC checks, every packet decoded) and, for (b),
+a plain cv2.imdecode at full size plus cv2.resize to the target of every frame of both cameras, one thread. Each goal is printed beside them.
 Dataset: windows of ``--window`` steps over the (a) shard, pose + hands + controls + audio (mel), batches of 64,
 0 and 2 persistent DataLoader workers, steady rate over three epochs after a first; and opening ``--sessions``
 small sessions (copies of one 2 s shard under a manifest that lists them all) with the memory it costs.
@@ -97,17 +98,33 @@ def best_of(repeat: int, fn: Any) -> float:
     return best_of_cpu(repeat, fn)[0]
 
 
+def _builder_cpu() -> float:
+    """CPU seconds of the converter's chunk-builder process so far (replay/chunk_builder.py), 0 without one."""
+    import psutil
+
+    from replay import chunk_builder
+
+    process = chunk_builder._PROCESS
+    if process is None or not process.alive():
+        return 0.0
+    times = psutil.Process(process.proc.pid).cpu_times()
+    return times.user + times.system
+
+
 def best_of_cpu(repeat: int, fn: Any) -> tuple[float, float]:
-    """(best wall seconds, best CPU seconds of this process, all threads). Why both: on a shared machine the
-    wall figure says how loaded it was as much as how fast the code is; CPU seconds say what the work costs."""
+    """(best wall seconds, best CPU seconds of this process, all threads, plus its builder process). Why both:
+    on a shared machine the wall figure says how loaded it was as much as how fast the code is; CPU seconds
+    say what the work costs."""
     walls, cpus = [], []
     for _ in range(repeat):
         before = resource.getrusage(resource.RUSAGE_SELF)
+        builder = _builder_cpu()
         start = time.perf_counter()
         fn()
         walls.append(time.perf_counter() - start)
         after = resource.getrusage(resource.RUSAGE_SELF)
-        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        spent = _builder_cpu() - builder  # its start, when this run started it, counts too
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime + max(spent, 0.0))
     return min(walls), min(cpus)
 
 
@@ -155,6 +172,9 @@ def speed(tmpdir: Path, args: argparse.Namespace, results: dict[str, Any]) -> Pa
         ) -> None:
             entry.update(convert_one(str(session), str(out), c.to_dict(), False))
 
+        cold_start = time.perf_counter()
+        convert()  # the first conversion of the run starts the builder process (timed apart, below)
+        cold = time.perf_counter() - cold_start
         t_convert, cpu_convert = best_of_cpu(args.repeat, convert)
         t_read, cpu_read = best_of_cpu(args.repeat, lambda session=session: read_reference(session))
         write_manifest(out, build_manifest({entry["name"]: entry}, config))
@@ -172,6 +192,17 @@ def speed(tmpdir: Path, args: argparse.Namespace, results: dict[str, Any]) -> Pa
             f"{r['convert_x_realtime_per_cpu_s']:.0f}x, read {r['read_x_realtime_per_cpu_s']:.0f}x; load "
             f"{r['load_1min']:.1f}"
         )
+        from replay.chunk_builder import resolve
+
+        r["builder"] = resolve(config.convert.builder)
+        r["first_conversion_s"] = cold
+        line += f"; builder: {r['builder']}, first conversion of the run {cold:.2f} s"
+        if not cams:
+            thread_config = ReplayConfig()
+            thread_config.convert.builder = "thread"
+            t_thread = best_of(args.repeat, lambda tc=thread_config: convert(c=tc))
+            r["thread_builder_x_realtime"] = args.seconds / t_thread
+            line += f"; on a thread instead {r['thread_builder_x_realtime']:.1f}x"
         if cams:
             t_decode = best_of(
                 args.repeat, lambda session=session, size=size: decode_reference(session, size)
