@@ -195,7 +195,8 @@ class ConvertConfig:
     builder: str = Field(
         "auto",
         description='where chunks are built: "process" (beside the reader, on another core), "thread", or '
-        '"auto" (a process unless this is a worker of --workers N or Dask, or the machine has one core)',
+        '"auto" (a process unless this is a worker of --workers N or Dask, the session has cameras, or the '
+        "machine has one core)",
     )
 
     def __post_init__(self) -> None:

@@ -58,6 +58,8 @@ def test_process_and_thread_give_the_same_bytes(sessions: dict[str, Path], tmp_p
 def test_auto_is_the_process_here_and_the_thread_in_a_pool_worker() -> None:
     if (os.cpu_count() or 1) >= 2:
         assert chunk_builder.resolve("auto") == "process"
+    assert chunk_builder.resolve("auto", cameras=True) == "thread"  # JPEG decodes already fill the cores
+    assert chunk_builder.resolve("process", cameras=True) == "process"
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
         assert pool.submit(chunk_builder.resolve, "auto").result() == "thread"
     assert chunk_builder.resolve("thread") == "thread"

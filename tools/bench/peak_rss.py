@@ -5,6 +5,7 @@
 Why a process of its own: peak RSS (``ru_maxrss``) is a high-water mark of the whole process, so each
 measurement needs a fresh one. RSS counts the mapped session segments too (file pages the kernel can drop at
 will); the anonymous part (sampled from /proc/self/status every 5 ms) is what the converter itself holds.
+Both add the chunk-builder process's own figures (replay/chunk_builder.py) when it ran.
 Used by tools/bench/replay.py and tests/replay/test_chunked.py.
 """
 
@@ -16,16 +17,28 @@ import threading
 import time
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
+def _status_kb(field: str, pid: str = "self") -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1])
+    except OSError:  # the builder process is not there (yet, or any more)
+        pass
     return 0
 
 
+def _builder_pid() -> str | None:
+    """The chunk-builder process (replay/chunk_builder.py): its memory is the conversion's too."""
+    from replay import chunk_builder
+
+    process = chunk_builder._PROCESS
+    return str(process.proc.pid) if process is not None else None
+
+
 def _anon_kb() -> int:
-    return _status_kb("RssAnon")
+    pid = _builder_pid()
+    return _status_kb("RssAnon") + (_status_kb("RssAnon", pid) if pid else 0)
 
 
 def main(argv: list[str]) -> int:
@@ -53,11 +66,14 @@ def main(argv: list[str]) -> int:
     stop.set()
     sampler.join()
     # VmHWM, not ru_maxrss: the latter survives exec, so a child of a large process reports its parent's peak
-    rss = _status_kb("VmHWM")
+    pid = _builder_pid()
+    builder_rss = _status_kb("VmHWM", pid) if pid else 0
+    rss = _status_kb("VmHWM") + builder_rss  # the sum of both peaks: at least the real combined peak
     print(
         json.dumps(
             {
                 "peak_rss_mb": rss / 1024,
+                "builder_peak_rss_mb": builder_rss / 1024,
                 "peak_anon_mb": max(peak[0], _anon_kb()) / 1024,
                 "s": seconds,
                 "cpu_s": cpu,
