@@ -11,6 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
+import psutil
 import pytest
 
 from replay import chunk_builder
@@ -138,3 +139,30 @@ def test_an_unguarded_script_is_not_run_again_by_the_builder(
     subprocess.run([sys.executable, str(script)], check=True, timeout=120, cwd=tmp_path)
     assert marker.read_text() == "run\n"
     assert (tmp_path / "out" / "shards" / "plain.safetensors").stat().st_size > 100_000
+
+
+def test_the_builder_exits_when_its_converter_is_killed() -> None:
+    """SIGKILL on `vrcap replay` (a cancelled server job kills the tree, but a user may kill just the parent):
+    the builder reads EOF on its request pipe and exits instead of lingering."""
+    import time
+
+    code = (
+        f"import os, sys; sys.path.insert(0, {str(ROOT)!r})\n"
+        "from replay.chunk_builder import builder_process\n"
+        "print(builder_process().call('pid'), flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == -signal.SIGKILL
+    pid = int(done.stdout.split()[0])
+
+    def running() -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + 10
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(), f"builder {pid} still running after its converter was killed"
