@@ -194,7 +194,7 @@ def speed(tmpdir: Path, args: argparse.Namespace, results: dict[str, Any]) -> Pa
         )
         from replay.chunk_builder import resolve
 
-        r["builder"] = resolve(config.convert.builder)
+        r["builder"] = resolve(config.convert.builder, cameras=bool(cams))
         r["first_conversion_s"] = cold
         line += f"; builder: {r['builder']}, first conversion of the run {cold:.2f} s"
         if not cams:
