@@ -42,7 +42,7 @@ def resolve(mode: str, cameras: bool = False) -> str:
     if mode != "auto":
         return mode
     top_level = multiprocessing.parent_process() is None
-    wanted = top_level and not cameras and (os.cpu_count() or 1) >= 2
+    wanted = top_level and not cameras and (os.cpu_count() or 1) >= 2 and os.name == "posix"  # pass_fds
     return "process" if wanted and not _UNAVAILABLE else "thread"
 
 
@@ -98,7 +98,7 @@ class ChunkBuilder:
         if self.mode == "process":
             try:
                 process = builder_process()  # starts importing while the first chunk is read
-            except OSError:
+            except (OSError, ValueError):  # no such executable, no pass_fds (not POSIX)
                 _give_up(None)
             else:
                 if process.claim():

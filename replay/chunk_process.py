@@ -13,7 +13,6 @@ a reply ``(True, result)`` or ``(False, exception)``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import pickle
 import struct
@@ -58,6 +57,8 @@ class BuilderProcess:
         from_child_r, from_child_w = os.pipe()
         for fd in (to_child_w, from_child_w):  # a chunk is a few MB: 1 MB pipes, not 64 KB (Linux only)
             with contextlib.suppress(AttributeError, OSError):
+                import fcntl  # POSIX; the builder process is never used elsewhere (chunk_builder.resolve)
+
                 fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
         root = str(
             Path(__file__).resolve().parents[1]
