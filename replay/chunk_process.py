@@ -124,7 +124,13 @@ class BuilderProcess:
 
 
 def _serve(read_fd: int, write_fd: int) -> None:
+    import signal
+
     from replay import chunk_builder
+
+    # Ctrl-C reaches the whole process group: the converter decides (it stops, or finishes the chunk it
+    # waits for), and this process exits when the converter closes its pipe or exits.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     functions = {"build": chunk_builder.build_elsewhere, "pid": os.getpid}
     with os.fdopen(read_fd, "rb") as requests, os.fdopen(write_fd, "wb") as replies:

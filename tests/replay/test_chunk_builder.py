@@ -113,6 +113,15 @@ def test_a_refused_session_leaves_no_reply_for_the_next(sessions: dict[str, Path
     assert after == reference
 
 
+def test_ctrl_c_is_the_converters_to_handle() -> None:
+    """SIGINT goes to the whole process group on Ctrl-C: the builder ignores it and keeps serving, so the
+    converter can still collect the chunk it waits for as it stops."""
+    process = chunk_builder.builder_process()
+    pid = process.call("pid")
+    os.kill(pid, signal.SIGINT)
+    assert process.call("pid") == pid and process.alive()
+
+
 def test_a_bad_builder_value_is_one_line() -> None:
     with pytest.raises(
         ConfigError, match=r"convert.builder must be one of auto, process, thread \(got 'gpu'\)"
