@@ -106,7 +106,11 @@ def build(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     try:
         return cls(**kwargs)
     except ConfigError as exc:
-        raise ConfigError(f"{where + ': ' if where else ''}{exc}") from None
+        text = str(exc)
+        named = not where or text.startswith(
+            (f"{where}.", f"{where} ")
+        )  # "convert.builder must be ...": as is
+        raise ConfigError(text if named else f"{where}: {text}") from None
     except (
         ValidationError
     ) as exc:  # a bound of the schema: one line naming the key, the bound and the default

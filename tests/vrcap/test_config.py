@@ -111,6 +111,11 @@ def test_a_bad_value_is_traced_to_where_the_user_typed_it(tmp_path: Path) -> Non
         load_config(ReplayConfig, None, ["nope.x=3"], "replay.yaml")
     assert str(section.value).startswith("unknown setting 'nope'")
     assert str(section.value).endswith("(from the command line: nope.x=3)")
+    with pytest.raises(ConfigError) as checked:  # a section's own check (__post_init__), named once
+        load_config(ReplayConfig, None, ["pose.frame=up"], "replay.yaml")
+    assert str(checked.value) == (
+        "pose.frame must be one of stage, head (got 'up') (from the command line: pose.frame=up)"
+    )
     own = tmp_path / "mine.yaml"
     own.write_text("images:\n  size: abc\n")
     with pytest.raises(ConfigError) as filed:
