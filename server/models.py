@@ -104,7 +104,9 @@ class RecordingStart(Request):
         description="NAME=SPEC each, SPEC a device index, /dev/videoN or an http/rtsp/udp/tcp URL; "
         "empty = the simulator's cameras",
     )
-    duration_s: float | None = Field(None, gt=0, le=86400, description="stop on its own after this long")
+    duration_s: float | None = Field(
+        None, gt=0, le=86400, allow_inf_nan=False, description="stop on its own after this long"
+    )
     overrides: dict[str, Scalar] = Field(
         default_factory=dict,
         max_length=32,

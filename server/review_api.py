@@ -151,7 +151,10 @@ async def get_frame(
     recorder: RecorderDep,
     review: ReviewDep,
     camera: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")],
-    t: Annotated[float, Query(ge=0, le=86_400, description="seconds from the session's first frame")] = 0.0,
+    t: Annotated[
+        float,
+        Query(ge=0, le=86_400, allow_inf_nan=False, description="seconds from the session's first frame"),
+    ] = 0.0,
     width: Annotated[int, Query(ge=32, le=1280, description="the image's width at most, pixels")] = 320,
 ) -> Response:
     path, key = _finished(settings, recorder, name)

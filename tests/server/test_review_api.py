@@ -178,6 +178,15 @@ def test_bad_requests_are_refused_with_the_fix(
     assert response.json()["fix"]
 
 
+@pytest.mark.parametrize("t", ["nan", "inf", "-inf"])
+def test_a_time_that_is_not_a_number_is_named_as_such(served: ServeProcess, t: str) -> None:
+    """?t=nan was refused, but as "less than or equal to 86400": the words should say what is wrong."""
+    with served.client() as client:
+        response = client.get(f"/api/v1/sessions/{SESSION}/frame", params={"camera": "camera_left", "t": t})
+    assert response.status_code == 422 and response.json()["error"] == "invalid-request"
+    assert "finite number" in response.text and "86400" not in response.text, response.text
+
+
 def test_linked_sessions_are_not_reviewed(served: ServeProcess, tmp_path: Path) -> None:
     outside = synthetic(tmp_path / "outside")
     (served.root / "sessions" / "linked").symlink_to(outside, target_is_directory=True)
