@@ -79,10 +79,11 @@ def build_elsewhere(
 
 
 class ChunkBuilder:
-    """Builds one session's chunks in order: ``submit`` a chunk, then ``result`` before the next ``submit``.
+    """Builds one session's chunks in order: ``submit`` a chunk, and call what it returns (which waits for
+    the tensors) before the next ``submit``.
 
     In the process, ``submit`` only sends the chunk's samples (the caller, the reader, goes on at once) and
-    ``result`` waits for the child and adds the camera tensors: the reader's process then runs one Python
+    the wait receives the child's reply and adds the camera tensors: the reader's process then runs one Python
     thread, and nothing takes the GIL from the reader while it decodes. On the thread, ``submit`` queues the
     build beside the reader, as before the process existed.
     """
