@@ -127,6 +127,9 @@ def _serve(read_fd: int, write_fd: int) -> None:
     import signal
 
     from replay import chunk_builder
+    from replay.heap import keep_heap_now
+
+    keep_heap_now()  # this process only builds chunks: their arrays reuse pages (replay/heap.py)
 
     # Ctrl-C reaches the whole process group: the converter decides (it stops, or finishes the chunk it
     # waits for), and this process exits when the converter closes its pipe or exits.

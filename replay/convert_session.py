@@ -23,6 +23,8 @@ from typing import Any
 from replay.chunk_builder import ChunkBuilder
 from replay.config import ReplayConfig
 from replay.extract import ChunkInput, SessionCollector
+from replay.gc_pause import collect_chunk, collections_paused
+from replay.heap import kept_heap
 from replay.shardwriter import ShardWriter
 from replay.tensors import ChunkTensors, Periods, SessionTotals, audio_summary
 from vrcap.annotate_format import imported_texts, list_sidecars
@@ -115,6 +117,8 @@ def convert_session(
         ShardWriter(spill) as writer,
         ChunkBuilder(meta, config, layout, periods, config.convert.builder) as builder,
         one_thread_per_call(),
+        kept_heap(),
+        collections_paused(),
     ):
         pending: list[Callable[[], ChunkTensors]] = []
 
@@ -129,6 +133,7 @@ def convert_session(
             while pending:  # one chunk in the builder at a time: memory stays at a few chunks
                 write(pending.pop()())
             pending.append(builder.submit(chunk))
+            collect_chunk()
 
         collector = SessionCollector(
             meta, rate, config.images.tolerance_steps * 1e9 / rate, config.images.size, config.images.crop,
