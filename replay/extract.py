@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import chain
-from operator import itemgetter, methodcaller
+from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any
 
 import cv2
@@ -71,7 +71,7 @@ class ArrayStream:
         self._pending = []
         self.times.extend(map(_get_time, flat))
         self.data.extend(map(_get_data, flat))
-        self.valid.extend(map(_get_valid, flat))
+        self.valid.extend(map(dict.get, flat, repeat(S_VALID), repeat(POSE_VALID)))  # no bound method a call
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Times (N,) int64 sorted, values (N, *shape) float32, valid (N,) bool (position + orientation)."""
@@ -158,7 +158,6 @@ class PackedColumns:
 
 _get_time = itemgetter(S_TIME)
 _get_data = itemgetter(S_DATA)
-_get_valid = methodcaller("get", S_VALID, POSE_VALID)
 
 
 def _ignore(items: list[dict[str, Any]]) -> None:

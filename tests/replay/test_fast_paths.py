@@ -22,9 +22,10 @@ def _meta() -> SessionMeta:
     return SessionMeta(name="s", streams=streams, start=SessionMeta.new_start())
 
 
-def _packets(rng: np.random.Generator, n: int, odd: bool) -> list[dict[str, list[dict[str, Any]]]]:
+def _packets(rng: np.random.Generator, n: int, odd: Any) -> list[dict[str, list[dict[str, Any]]]]:
     """Packets whose head times sometimes go back, whose audio counter has gaps, with an undeclared stream
-    and empty sample lists; ``odd`` puts a float time in one (the fast path cannot take it)."""
+    and empty sample lists; ``odd`` (when not None) is the time of one head sample: a float, a bool or an int
+    past 2**63, none of which the fast path takes."""
     out: list[dict[str, list[dict[str, Any]]]] = []
     index = 0
     for k in range(n):
@@ -41,8 +42,8 @@ def _packets(rng: np.random.Generator, n: int, odd: bool) -> list[dict[str, list
         if k % 17 == 0:
             samples["mystery"] = [{"t": t}]
         out.append(samples)
-    if odd:
-        out[n // 2]["head"] = [{"t": 1.5e6 * n, "d": b""}]
+    if odd is not None:
+        out[n // 2]["head"] = [{"t": odd, "d": b""}]
     return out
 
 
@@ -62,7 +63,7 @@ def _report(packets: list[dict[str, list[dict[str, Any]]]], batched: bool) -> tu
 
 def test_batched_validation_checks_equal_the_per_packet_ones() -> None:
     rng = np.random.default_rng(7)
-    for odd in (False, True):
+    for odd in (None, 1.5e9, True, 2**63 + 5):
         packets = _packets(rng, 1000, odd)
         fast, slow = _report(packets, True), _report(packets, False)
         assert fast == slow
