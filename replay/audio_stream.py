@@ -95,6 +95,30 @@ class AudioChunk:
         track = AudioTrack.from_blocks(self.blocks, layout.rate, layout.channels) if self.blocks else None
         return AudioResult(*features(track, self.starts, layout), self.starts, [])
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled as three arrays, not a thousand small byte strings: arrays cross to the chunk builder's
+        process through shared memory (replay/chunk_process.py), byte strings through its pipe."""
+        if self.blocks is None:
+            return {"starts": self.starts, "blocks": None}
+        data = [d for _, d in self.blocks]
+        return {
+            "starts": self.starts,
+            "index": np.fromiter((i for i, _ in self.blocks), np.int64, len(self.blocks)),
+            "sizes": np.fromiter(map(len, data), np.int64, len(data)),
+            "data": np.frombuffer(b"".join(data), np.uint8),
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.starts = state["starts"]
+        if "data" not in state:
+            self.blocks = None
+            return
+        data, ends = state["data"], np.cumsum(state["sizes"]).tolist()
+        starts = [0, *ends[:-1]]
+        self.blocks = [
+            (i, data[a:b]) for i, a, b in zip(state["index"].tolist(), starts, ends, strict=True)
+        ]  # views of one buffer: from_blocks reads them like bytes
+
 
 class AudioAccumulator:
     """Takes the audio blocks of one stream in packet order; ``take(k0, k1)`` gives chunk k0..k1-1's input."""

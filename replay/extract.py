@@ -115,7 +115,7 @@ class StreamColumns:
         return PackedColumns(
             self.descriptor,
             np.asarray(self.times, np.int64),
-            b"".join(self.data),
+            np.frombuffer(b"".join(self.data), np.uint8),  # an array: shared with the builder, not pickled
             np.fromiter(map(len, self.data), np.int64, len(self.data)),
             np.asarray(self.valid, np.int64),
         )
@@ -131,7 +131,7 @@ class PackedColumns:
 
     descriptor: StreamDescriptor
     times: np.ndarray  # (N,) int64, as received
-    blob: bytes  # the N samples' data, joined
+    blob: np.ndarray  # (bytes,) uint8: the N samples' data, joined
     sizes: np.ndarray  # (N,) int64 bytes of each sample's data
     valid: np.ndarray  # (N,) int64 validity bits
 
