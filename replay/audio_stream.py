@@ -113,11 +113,10 @@ class AudioChunk:
         if "data" not in state:
             self.blocks = None
             return
-        data, ends = state["data"], np.cumsum(state["sizes"]).tolist()
-        starts = [0, *ends[:-1]]
-        self.blocks = [
-            (i, data[a:b]) for i, a, b in zip(state["index"].tolist(), starts, ends, strict=True)
-        ]  # views of one buffer: from_blocks reads them like bytes
+        data, sizes = state["data"], state["sizes"]
+        ends = np.cumsum(sizes)
+        spans = zip(state["index"].tolist(), (ends - sizes).tolist(), ends.tolist(), strict=True)
+        self.blocks = [(i, data[a:b]) for i, a, b in spans]  # views of one buffer, read like bytes
 
 
 class AudioAccumulator:

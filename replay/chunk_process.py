@@ -2,12 +2,14 @@
 
 Why a plain subprocess and not multiprocessing: spawn and forkserver both import the parent's ``__main__``
 again in the child, so a user's unguarded script calling the converter would run twice. Here the child runs
-only this module (``python -m replay.chunk_process R W``) and talks over two pipes of its own: stdout stays
+only this module (``python -m replay.chunk_process R W [M]``) and talks over two pipes of its own: stdout stays
 free for whatever a library prints, and stderr goes nowhere (a child that dies is noticed by its pipe, and
 the chunk is built on the reader's side instead).
 
-Frames are an 8-byte little-endian length and a pickle (protocol 5). A request is ``(function name, args)``;
-a reply ``(True, result)`` or ``(False, exception)``.
+A frame (``_send``) is two little-endian 8-byte counts (pickle bytes, out-of-band buffers), a (signed offset,
+length) pair of 8-byte fields per buffer, the pickle (protocol 5), then the buffers whose offset is -1. The
+others are in the shared region of that direction (a memfd both map, ``REGION_BYTES`` each way), 8-byte
+aligned. A request is ``(function name, args)``; a reply ``(True, result)`` or ``(False, exception)``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
-_LEN = struct.Struct("<Q")
 _HEAD = struct.Struct("<QQ")  # pickle bytes, number of out-of-band buffers
 _WHERE = struct.Struct("<qQ")  # a buffer's offset in the shared region (-1: it follows in the pipe), bytes
 REGION_BYTES = 16 * 1024 * 1024  # each direction's shared region: a 10 s chunk of poses + audio is ~3 MB

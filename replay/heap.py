@@ -3,8 +3,8 @@
 Why: glibc serves an allocation of a few MB (a chunk's FFT frames, spectra, PCM windows: 1-5 MB each) with a
 fresh mmap, or from heap it trims back to the OS as soon as a few MB at its top are free. Every such array
 then starts on untouched pages, and the kernel's page faults (about 1 µs per 4 KiB page, zeroing included)
-cost more than the arithmetic: building 60 s of poses + audio took 139 ms with the defaults and 62 ms with
-the heap kept (tools/bench/replay.py; docs/PERFORMANCE.md). Fixed thresholds keep those pages in the heap for
+cost more than the arithmetic: building the chunks of 60 s of poses + audio took 139 ms with the defaults and
+62 ms with the heap kept (docs/PERFORMANCE.md, fourth pass). Fixed thresholds keep those pages in the heap for
 the next chunk. Peak memory is unchanged (the pages were in use at the peak anyway); what is kept after a
 session is handed back by ``malloc_trim`` when the last conversion in the process ends.
 

@@ -138,10 +138,9 @@ class _StreamTracker:
         cost. Samples the fast path cannot read (a missing key, a float where an int belongs) send the whole
         batch through ``feed``, packet by packet, so the findings are exactly what they always were."""
         try:
-            # each stream's sample lists gathered in C (map over the packets), not a Python loop per packet
-            names = set(
-                chain.from_iterable(batch)
-            )  # every stream named in the batch (a dict yields its keys)
+            # each stream's sample lists gathered in C (map over the packets), not a Python loop per packet;
+            # iterating a packet's samples dict yields its stream names
+            names = set(chain.from_iterable(batch))
             columns = {name: self._columns(name, batch) for name in names}
         except (KeyError, TypeError, AttributeError, OverflowError, ValueError):
             for samples in batch:

@@ -25,11 +25,13 @@ def write_sim_session(
     skip: Iterable[int] = (),
     drop_streams: Iterable[str] = (),
     annotations: Iterable[tuple[int, str, str]] = (),
+    mute_from: int | None = None,
     **sim: object,
 ) -> Path:
     """A sim session written offline: packets ``skip`` are left out (dropped frames), streams in ``drop_streams``
     are declared but never written (an incident says why, as a failing device would), ``annotations`` are
-    (sim time ns, text, channel) placed in the first packet at or after their time."""
+    (sim time ns, text, channel) placed in the first packet at or after their time; from packet ``mute_from`` on
+    the audio stops (a microphone unplugged mid-session)."""
     config = SimConfig(**sim)  # type: ignore[arg-type]
     gen = SimPacketGenerator(config, jpeg_quality=90, t0_ns=T0)
     skip, drop = set(skip), set(drop_streams)
@@ -54,6 +56,8 @@ def write_sim_session(
                 continue
             for name in drop:
                 packet["s"].pop(name, None)
+            if mute_from is not None and seq >= mute_from:
+                packet["s"].pop("audio", None)
             while pending and pending[0][0] <= packet["st"]:
                 st, text, channel = pending.pop(0)
                 item = {

@@ -56,6 +56,17 @@ def test_process_and_thread_give_the_same_bytes(sessions: dict[str, Path], tmp_p
     assert len(thread) > 100_000 and process == thread
 
 
+def test_chunks_without_audio_are_built_in_the_process_too(tmp_path: Path) -> None:
+    """The microphone stops after 1 s: later chunks carry no audio block at all, and they must reach the
+    builder process (not kill it and fall back to the thread)."""
+    session = write_sim_session(tmp_path / "muted", 4.0, tasks=False, mute_from=90)
+    thread = _shard(session, tmp_path / "thread", "convert.builder=thread")
+    process = _shard(session, tmp_path / "process", "convert.builder=process")
+    assert chunk_builder._PROCESS is not None and chunk_builder._PROCESS.alive()
+    assert not chunk_builder._UNAVAILABLE  # never gave up on the process
+    assert len(thread) > 100_000 and process == thread
+
+
 def test_auto_is_the_process_here_and_the_thread_in_a_pool_worker() -> None:
     if (os.cpu_count() or 1) >= 2:
         assert chunk_builder.resolve("auto") == "process"

@@ -102,6 +102,11 @@ def test_a_chunks_audio_pickles_as_arrays_and_computes_the_same() -> None:
     )  # the samples are out of band
     back = pickle.loads(data, buffers=buffers)
     assert [(i, bytes(d)) for i, d in back.blocks] == blocks
+    for empty in (
+        AudioChunk([], chunk.starts),
+        AudioChunk(None, chunk.starts),
+    ):  # a muted or missing microphone
+        assert pickle.loads(pickle.dumps(empty, protocol=5)).blocks == empty.blocks
     layout = AudioLayout(48_000, 1, 1600, 480, 1200, 3, 80, 0.0, 24_000.0)  # the defaults at 30 steps/s
     a, b = chunk.compute(layout), back.compute(layout)
     assert a.mask.sum() > 50 and np.array_equal(a.pcm, b.pcm) and np.array_equal(a.mel, b.mel)
